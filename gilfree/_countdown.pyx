@@ -1,0 +1,201 @@
+# cython: language_level=3
+# cython: freethreading_compatible=True
+# cython: subinterpreters_compatible=own_gil
+# cython: boundscheck=False, wraparound=False, cdivision=True, embedsignature=True
+"""Compiled countdown kernels.
+
+Each kernel counts ``n`` down to zero and returns the number of iterations it
+performed. They differ only in what they do with the GIL:
+
+``countdown_object``
+    ``while n > 0: n -= 1`` compiled by Cython with ``n`` a Python int object.
+    Compiled code never enters the interpreter's eval loop, so the GIL is held
+    throughout.
+``countdown_gil``
+    A typed C loop that holds the GIL from start to finish.
+``countdown_nogil``
+    The same C loop inside ``with nogil:``.
+
+Honesty: a C compiler deletes ``while (n > 0) n -= 1;`` (it knows the answer is
+zero). ``gilfree_spin`` keeps the loop alive with an empty inline-asm statement
+that takes the counter as an in/out register operand, so the optimizer must
+assume every intermediate value is observed. The amount subtracted is itself
+hidden behind such a barrier, so each iteration is one ``sub reg, reg``: a true
+one-cycle dependency. (With ``sub reg, 1`` some cores fold the immediate in the
+register renamer and retire almost two iterations per cycle.)
+
+Interruptibility: long loops are cut into chunks of ``CHUNK`` iterations (about
+one millisecond). Between chunks a kernel looks at the process-wide cancel
+generation (see :func:`cancel_running`) and, in the main thread, runs
+``PyErr_CheckSignals()`` so that Ctrl-C raises ``KeyboardInterrupt`` promptly.
+"""
+
+from cpython.exc cimport PyErr_CheckSignals
+from posix.time cimport nanosleep, timespec
+
+import threading
+
+cdef extern from *:
+    """
+    #if defined(__GNUC__) || defined(__clang__)
+      /* The counter goes through a register the optimizer cannot see into. */
+      #define GILFREE_OPAQUE(x) __asm__ volatile("" : "+r"(x))
+      #define GILFREE_LOAD(p) __atomic_load_n((p), __ATOMIC_RELAXED)
+      #define GILFREE_BUMP(p) __atomic_add_fetch((p), 1, __ATOMIC_RELAXED)
+    #else
+      /* Portable fallback: a volatile round trip the compiler may not elide. */
+      #define GILFREE_OPAQUE(x) do { volatile long long gilfree_v_ = (x); (x) = gilfree_v_; } while (0)
+      #define GILFREE_LOAD(p) (*(volatile int *)(p))
+      #define GILFREE_BUMP(p) (++*(volatile int *)(p))
+    #endif
+
+    /* Count n down to zero; return what is left (0 unless n was negative). */
+    static long long gilfree_spin(long long n) {
+        long long one = 1;
+        GILFREE_OPAQUE(one);
+        while (n > 0) {
+            n -= one;
+            GILFREE_OPAQUE(n);
+        }
+        return n;
+    }
+
+    /* Process-wide (shared by all threads and subinterpreters): bumping it
+       asks every countdown in flight to stop at its next chunk boundary. */
+    static int gilfree_cancel_gen = 0;
+    static int gilfree_generation(void) { return GILFREE_LOAD(&gilfree_cancel_gen); }
+    static void gilfree_cancel(void) { (void)GILFREE_BUMP(&gilfree_cancel_gen); }
+    """
+    long long gilfree_spin(long long n) noexcept nogil
+    int gilfree_generation() noexcept nogil
+    void gilfree_cancel() noexcept nogil
+
+#: Iterations between two signal/cancel checks in the typed C kernels (~1 ms).
+CHUNK = 1 << 22
+#: Iterations between two checks in the Python-object kernel (~1 ms).
+OBJECT_CHUNK = 1 << 16
+#: The largest ``n`` the C kernels accept (``LLONG_MAX``).
+MAX_N = 9223372036854775807
+
+cdef long long _CHUNK = CHUNK
+cdef long long _OBJECT_CHUNK = OBJECT_CHUNK
+
+
+class Cancelled(RuntimeError):
+    """A countdown stopped early because :func:`cancel_running` was called.
+
+    ``performed`` holds the number of iterations done before it stopped.
+    """
+
+    def __init__(self, performed):
+        super().__init__(f"countdown cancelled after {performed} iterations")
+        self.performed = performed
+
+
+def cancel_running():
+    """Ask every countdown now running in this process to stop.
+
+    Kernels check between chunks (about once a millisecond) and raise
+    :class:`Cancelled`. Countdowns started afterwards are not affected.
+    """
+    gilfree_cancel()
+
+
+def cancel_after(double seconds):
+    """Sleep ``seconds`` without holding the GIL, then :func:`cancel_running`.
+
+    A watchdog for kernels that never release the GIL: while ``cython-gil``
+    counts in one thread, no other Python thread of the interpreter can run to
+    call :func:`cancel_running`, but a thread already waiting in here can.
+    Blocks the calling thread; run it in a helper thread.
+    """
+    if not seconds >= 0:
+        raise ValueError(f"seconds must be >= 0, got {seconds}")
+    cdef timespec delay
+    delay.tv_sec = <long>seconds
+    delay.tv_nsec = <long>((seconds - delay.tv_sec) * 1e9)
+    with nogil:
+        nanosleep(&delay, NULL)
+        gilfree_cancel()
+
+
+def cancel_generation():
+    """The current cancel generation (a counter bumped by :func:`cancel_running`)."""
+    return gilfree_generation()
+
+
+cdef inline bint _in_main_thread():
+    # Only the main thread of the main interpreter receives signals; elsewhere
+    # PyErr_CheckSignals() is a no-op and retaking the GIL would only add waits.
+    return threading.current_thread() is threading.main_thread()
+
+
+def countdown_nogil(long long n):
+    """Typed C countdown that releases the GIL while counting."""
+    cdef long long left = n
+    cdef long long step
+    cdef int gen = gilfree_generation()
+    cdef bint cancelled = False
+    cdef bint check_signals = n > _CHUNK and _in_main_thread()
+    with nogil:
+        while left > 0:
+            step = left if left < _CHUNK else _CHUNK
+            left -= step - gilfree_spin(step)
+            if left <= 0:
+                break
+            if gilfree_generation() != gen:
+                cancelled = True
+                break
+            if check_signals:
+                with gil:
+                    # Declared ``except -1``: a KeyboardInterrupt propagates.
+                    PyErr_CheckSignals()
+    if cancelled:
+        raise Cancelled(n - left)
+    return n - left
+
+
+def countdown_gil(long long n):
+    """Typed C countdown that holds the GIL from start to finish."""
+    cdef long long left = n
+    cdef long long step
+    cdef int gen = gilfree_generation()
+    while left > 0:
+        step = left if left < _CHUNK else _CHUNK
+        left -= step - gilfree_spin(step)
+        if left <= 0:
+            break
+        if gilfree_generation() != gen:
+            raise Cancelled(n - left)
+        # Runs the Python-level signal handlers (main thread only) without
+        # ever releasing the GIL.
+        PyErr_CheckSignals()
+    return n - left
+
+
+def countdown_object(n):
+    """``while n > 0: n -= 1`` compiled by Cython on Python int objects."""
+    start = n
+    cdef long long budget = _OBJECT_CHUNK
+    cdef int gen = gilfree_generation()
+    while n > 0:
+        n -= 1
+        budget -= 1
+        if budget == 0:
+            budget = _OBJECT_CHUNK
+            if gilfree_generation() != gen:
+                raise Cancelled(start - n)
+            PyErr_CheckSignals()
+    return start - n
+
+
+def spin_unchecked(long long n):
+    """Reference loop for benchmarks: one nogil block, no signal or cancel checks.
+
+    Not interruptible; used to measure what the checks in
+    :func:`countdown_nogil` cost.
+    """
+    cdef long long left
+    with nogil:
+        left = gilfree_spin(n)
+    return n - left if n > 0 else 0

@@ -1,0 +1,237 @@
+"""The kernel registry: one countdown loop in several forms.
+
+Every kernel counts ``n`` down to zero and returns the number of iterations it
+performed, so ``countdown(n, kernel=name) == n`` for every name. They differ in
+what they do with the GIL while counting; the registry records it, and the test
+suite is generated from the registry, so a new entry is tested automatically.
+
+To add a kernel: write a function ``f(n: int) -> int`` (compiled ones go in
+``_countdown.pyx``) and add a :class:`Kernel` to ``_KERNELS`` below.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+try:
+    from gilfree import _countdown
+except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
+    raise ImportError(
+        "gilfree's compiled module gilfree._countdown is missing or cannot be loaded: "
+        "has it been compiled? From a source checkout run `python -m pip install -e .` "
+        "(needs a C compiler); otherwise reinstall with `python -m pip install gilfree`. "
+        f"The import failed with: {exc}"
+    ) from exc
+
+from gilfree import _pykernels
+from gilfree._registry import Registry
+
+__all__ = [
+    "KERNELS",
+    "MAX_N",
+    "Cancelled",
+    "GILUse",
+    "Kernel",
+    "cancel_running",
+    "check_count",
+    "countdown",
+]
+
+#: The largest ``n`` any kernel accepts: the C kernels count in a signed 64-bit
+#: integer, and every kernel takes the same inputs.
+MAX_N: int = _countdown.MAX_N
+
+Cancelled = _countdown.Cancelled
+cancel_running = _countdown.cancel_running
+
+GILUse = Literal["held", "released", "switched", "between-calls"]
+
+
+def check_count(value: object, name: str = "n", minimum: int = 0, maximum: int = MAX_N) -> int:
+    """Validate an integer argument the way every gilfree entry point does.
+
+    ``value`` goes through :func:`operator.index`, so NumPy integers work.
+    ``bool`` is refused even though it is an ``int``: ``countdown(True)`` is
+    almost certainly a bug.
+
+    Raises
+    ------
+    TypeError
+        ``value`` is not an integer (a float, a string, None, a bool...).
+    ValueError
+        ``value`` is below ``minimum``.
+    OverflowError
+        ``value`` is above ``maximum``.
+    """
+    if isinstance(value, bool) or type(value).__name__ == "bool_":
+        raise TypeError(
+            f"{name} must be an integer, not a bool ({value!r}); pass an int such as 10**8"
+        )
+    try:
+        number = operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        hint = ""
+        if isinstance(value, float):
+            hint = f" (a float such as {value!r} is not a count: write int(x), or 10**8 for 1e8)"
+        elif isinstance(value, str):
+            hint = f" (convert it first: int({value!r}))"
+        raise TypeError(
+            f"{name} must be an integer, not {type(value).__name__}{hint}; "
+            "pass an int such as 10**8"
+        ) from None
+    if number < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {number}")
+    if number > maximum:
+        raise OverflowError(
+            f"{name}={number} is too large: the largest accepted value is {maximum}"
+            + (" (2**63 - 1)" if maximum == MAX_N else "")
+        )
+    return number
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """One form of the countdown loop, with what it does to the GIL.
+
+    Calling a kernel validates ``n`` (see :func:`check_count`) and returns the
+    number of iterations performed.
+
+    Attributes
+    ----------
+    name
+        Registry name, part of the public API.
+    func
+        The raw loop ``f(n) -> iterations``; it does not validate ``n``.
+    compiled
+        True if the loop runs as machine code.
+    releases_gil
+        True if the GIL is released while the loop counts (other Python
+        threads can run in parallel with it).
+    gil
+        How the GIL is used: ``"held"`` (never released), ``"released"``
+        (released for the whole count), ``"switched"`` (held, but the
+        interpreter hands it over every switch interval) or
+        ``"between-calls"`` (released inside each NumPy call, held between).
+    description
+        One line for tables and ``--help``.
+    subinterpreters
+        Whether the kernel can run in a subinterpreter with its own GIL;
+        ``unsupported_reason`` says why not when it cannot.
+    cancellable
+        Whether :func:`gilfree.cancel_running` stops it (between chunks).
+    """
+
+    name: str
+    func: Callable[[int], int] = field(repr=False)
+    compiled: bool
+    releases_gil: bool
+    gil: GILUse
+    description: str
+    subinterpreters: bool = True
+    unsupported_reason: str = ""
+    cancellable: bool = True
+
+    def __call__(self, n: object) -> int:
+        return self.func(check_count(n))
+
+
+_KERNELS = [
+    Kernel(
+        name="python",
+        func=_pykernels.countdown_python,
+        compiled=False,
+        releases_gil=False,
+        gil="switched",
+        description="while n > 0: n -= 1, interpreted (the classic experiment)",
+        # The classic loop is kept as it is: no cancel check inside it.
+        cancellable=False,
+    ),
+    Kernel(
+        name="cython-object",
+        func=_countdown.countdown_object,
+        compiled=True,
+        releases_gil=False,
+        gil="held",
+        description="the same loop compiled by Cython on Python int objects",
+    ),
+    Kernel(
+        name="cython-gil",
+        func=_countdown.countdown_gil,
+        compiled=True,
+        releases_gil=False,
+        gil="held",
+        description="typed C loop, GIL held throughout",
+    ),
+    Kernel(
+        name="cython-nogil",
+        func=_countdown.countdown_nogil,
+        compiled=True,
+        releases_gil=True,
+        gil="released",
+        description="typed C loop inside `with nogil:`",
+    ),
+    Kernel(
+        name="numpy",
+        func=_pykernels.countdown_numpy,
+        compiled=True,
+        releases_gil=True,
+        gil="between-calls",
+        description="int64 array decrements in NumPy ufunc calls (GIL released inside each)",
+        subinterpreters=False,
+        unsupported_reason="NumPy cannot be imported in a subinterpreter with its own GIL",
+    ),
+]
+
+#: name -> :class:`Kernel`, in a fixed order (interpreted first, NumPy last).
+KERNELS: Registry[Kernel] = Registry("kernel", {k.name: k for k in _KERNELS})
+
+DEFAULT_KERNEL = "cython-nogil"
+
+
+def get_kernel(kernel: str | Kernel) -> Kernel:
+    """Return the :class:`Kernel` for a name (or the kernel itself)."""
+    if isinstance(kernel, Kernel):
+        return kernel
+    return KERNELS[kernel]
+
+
+def countdown(n: Any, kernel: str | Kernel = DEFAULT_KERNEL) -> int:
+    """Count down from ``n`` to zero and return the number of iterations performed.
+
+    Parameters
+    ----------
+    n
+        How many iterations: an integer from 0 to :data:`MAX_N` (NumPy integers
+        are accepted).
+    kernel
+        A name from :data:`KERNELS` (default ``"cython-nogil"``, which releases
+        the GIL while counting) or a :class:`Kernel`.
+
+    Returns
+    -------
+    int
+        ``n``: the number of iterations the loop performed.
+
+    Raises
+    ------
+    TypeError, ValueError, OverflowError
+        Bad ``n`` (see :func:`check_count`).
+    gilfree.UnknownNameError
+        ``kernel`` is not a registered name; the message lists the valid ones.
+    KeyboardInterrupt
+        Ctrl-C, within about a millisecond, whichever kernel runs.
+    Cancelled
+        :func:`gilfree.cancel_running` was called while it ran.
+
+    Examples
+    --------
+    >>> from gilfree import countdown
+    >>> countdown(10**6)
+    1000000
+    >>> countdown(10**5, kernel="python")
+    100000
+    """
+    return get_kernel(kernel)(n)
