@@ -14,8 +14,8 @@ forms, compiled and interpreted, with and without the GIL.
 """
 
 # kernels comes first: it turns a missing compiled module into a clear ImportError.
+from gilfree._registry import UnknownNameError
 from gilfree.kernels import KERNELS, MAX_N, Cancelled, Kernel, cancel_running, countdown
-from gilfree._registry import UnknownNameError  # noqa: I001
 
 __version__ = "0.1.0"
 

@@ -80,13 +80,10 @@ SHARE_BOUNDS = {
 
 
 def test_gil_use_matches_registry(kernel: Kernel) -> None:
-    if kernel.gil == "between-calls":
-        # Between NumPy calls the worker must win the GIL back from the busy
-        # main thread, which takes a switch interval (5 ms) each time: keep the
-        # number of calls small.
-        n = 20 * NUMPY_LANES
-    else:
-        n = calibrate(kernel, 0.25)
+    # Between NumPy calls the worker must win the GIL back from the busy main
+    # thread, which takes a switch interval (5 ms) each time: keep the number
+    # of calls small.
+    n = 20 * NUMPY_LANES if kernel.gil == "between-calls" else calibrate(kernel, 0.25)
     share = main_thread_share(kernel, n)
     low, high = SHARE_BOUNDS[kernel.gil]
     assert low <= share <= high, f"{kernel.name} ({kernel.gil}): main thread share {share:.3f}"

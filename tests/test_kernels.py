@@ -11,14 +11,27 @@ import numpy as np
 import pytest
 
 import gilfree
-from gilfree import KERNELS, MAX_N, Kernel, UnknownNameError, countdown
-from gilfree import _countdown
+from gilfree import KERNELS, MAX_N, Kernel, UnknownNameError, _countdown, countdown
 from gilfree._pykernels import NUMPY_LANES
 
 # Sizes around every chunk boundary the kernels use.
 EDGE_SIZES = sorted(
-    {0, 1, 2, 3, 7, 1000, NUMPY_LANES - 1, NUMPY_LANES, NUMPY_LANES + 1, 3 * NUMPY_LANES + 5,
-     _countdown.CHUNK - 1, _countdown.CHUNK, _countdown.CHUNK + 1, 2 * _countdown.CHUNK + 3}
+    {
+        0,
+        1,
+        2,
+        3,
+        7,
+        1000,
+        NUMPY_LANES - 1,
+        NUMPY_LANES,
+        NUMPY_LANES + 1,
+        3 * NUMPY_LANES + 5,
+        _countdown.CHUNK - 1,
+        _countdown.CHUNK,
+        _countdown.CHUNK + 1,
+        2 * _countdown.CHUNK + 3,
+    }
 )
 
 

@@ -1,0 +1,62 @@
+"""What every worker runs: one kernel call between two stamps.
+
+Kept tiny and import-light: it is imported in worker processes (spawn) and in
+subinterpreters, where NumPy cannot be loaded.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import NamedTuple
+
+from gilfree.kernels import KERNELS
+
+
+class WorkerStamp(NamedTuple):
+    """One worker's part of a run.
+
+    ``start_ns`` and ``end_ns`` come from ``time.perf_counter_ns()``, which is
+    system-wide (CLOCK_MONOTONIC on Linux, QPC on Windows, mach_absolute_time
+    on macOS), so stamps from threads, processes and subinterpreters on one
+    host are comparable. ``cpu_s`` is the CPU time of the worker's thread
+    during the call: a thread waiting for the GIL burns none.
+    """
+
+    start_ns: int
+    end_ns: int
+    cpu_s: float
+    iterations: int
+
+
+def timed(kernel_name: str, n: int) -> WorkerStamp:
+    """Run ``KERNELS[kernel_name](n)`` and stamp it."""
+    kernel = KERNELS[kernel_name]
+    cpu0 = time.thread_time()
+    start = time.perf_counter_ns()
+    iterations = kernel(n)
+    end = time.perf_counter_ns()
+    return WorkerStamp(start, end, time.thread_time() - cpu0, iterations)
+
+
+def timed_at(kernel_name: str, n: int, go_ns: int) -> WorkerStamp:
+    """Wait until ``perf_counter_ns() >= go_ns``, then :func:`timed`.
+
+    The start line for executors gilfree does not control: every task is told
+    the same start time on the shared clock.
+    """
+    KERNELS[kernel_name]  # resolve (and import) before the start line
+    while True:
+        left = go_ns - time.perf_counter_ns()
+        if left <= 0:
+            break
+        # Sleep most of the way, spin the last half millisecond.
+        time.sleep(max(0.0, (left - 500_000) / 1e9) if left > 1_000_000 else 0)
+    return timed(kernel_name, n)
+
+
+def ready(kernel_name: str) -> int:
+    """Warm-up task: resolve the kernel (importing what it needs), return the pid."""
+    import os
+
+    KERNELS[kernel_name]
+    return os.getpid()

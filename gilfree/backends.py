@@ -1,0 +1,544 @@
+"""The backend registry: ways to run N copies of a kernel at once.
+
+Every backend runs a list of chunks (one per worker) and returns a
+:class:`RunTiming`. The protocol is the same everywhere:
+
+1. create the workers (threads, processes, interpreters) and let each import
+   what it needs; each reports *ready* and waits at a start line;
+2. once every worker is ready, one *go* releases them all; each stamps its
+   own start and end on the shared clock (``time.perf_counter_ns``);
+3. the work span is first start to last end. The time to create the workers
+   is reported apart (``setup_s``), and the classic article's figure, which
+   includes it, is ``total_s``.
+
+A worker that raises stops the run: the others are cancelled (see
+:func:`gilfree.cancel_running`) or terminated, everything is joined or
+destroyed, and :class:`WorkerError` reaches the caller with the worker's
+traceback. Nothing is left running.
+
+To add a backend: subclass :class:`Backend`, implement ``_run``, and add it
+to ``_BACKENDS`` at the bottom of this module.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import importlib
+import json
+import multiprocessing
+import multiprocessing.connection
+import os
+import sys
+import threading
+import time
+import traceback
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from gilfree._countdown import cancel_running
+from gilfree._registry import Registry
+from gilfree._worker import WorkerStamp, ready, timed, timed_at
+from gilfree.kernels import Kernel
+
+__all__ = [
+    "BACKENDS",
+    "Backend",
+    "ExecutorBackend",
+    "RunTiming",
+    "UnsupportedError",
+    "WorkerError",
+    "get_backend",
+]
+
+#: Longest a worker may take to get ready (import, spawn) before the run fails.
+READY_TIMEOUT_S = 120.0
+
+
+class WorkerError(RuntimeError):
+    """A worker raised or died. ``worker`` is its index; the message (and, for
+    threads, ``__cause__``) carries the worker's own traceback."""
+
+    def __init__(self, message: str, worker: int) -> None:
+        super().__init__(message)
+        self.worker = worker
+
+
+class UnsupportedError(RuntimeError):
+    """A backend cannot run here or cannot run this kernel; the message says why."""
+
+
+@dataclass(frozen=True)
+class RunTiming:
+    """One run of N workers. Times in seconds; stamps in ns on the shared clock."""
+
+    setup_s: float
+    span_s: float
+    total_s: float
+    workers: tuple[WorkerStamp, ...]
+    clock: str = "shared"
+
+    @property
+    def cpu_s(self) -> float:
+        """CPU seconds used by all workers together during their calls."""
+        return sum(w.cpu_s for w in self.workers)
+
+    @property
+    def iterations(self) -> int:
+        return sum(w.iterations for w in self.workers)
+
+
+def _span(stamps: Sequence[WorkerStamp], clock: str = "shared") -> float:
+    if clock == "shared":
+        return (max(s.end_ns for s in stamps) - min(s.start_ns for s in stamps)) / 1e9
+    # Clocks of different hosts are not comparable: the span is the longest
+    # single duration, a lower bound of the real one.
+    return max(s.end_ns - s.start_ns for s in stamps) / 1e9
+
+
+def _timing(t0: int, t_ready: int, t_done: int, stamps: Sequence[WorkerStamp]) -> RunTiming:
+    return RunTiming(
+        setup_s=(t_ready - t0) / 1e9,
+        span_s=_span(stamps),
+        total_s=(t_done - t0) / 1e9,
+        workers=tuple(stamps),
+    )
+
+
+class Backend(ABC):
+    """Runs one chunk per worker, all at once, and times them."""
+
+    name: str = ""
+    description: str = ""
+    #: Options this backend accepts in :meth:`run` besides the chunks.
+    options: frozenset[str] = frozenset()
+
+    def availability(self) -> str | None:
+        """``None`` if the backend can run on this Python, else the reason."""
+        return None
+
+    def unsupported_reason(self, kernel: Kernel) -> str | None:
+        """``None`` if ``kernel`` can run on this backend, else the reason."""
+        return None
+
+    def run(self, kernel: Kernel, chunks: Sequence[int], **options: Any) -> RunTiming:
+        """Run ``kernel(chunks[i])`` in worker ``i``, all workers at once."""
+        unknown = set(options) - self.options
+        if unknown:
+            accepted = ", ".join(sorted(self.options)) or "none"
+            raise ValueError(
+                f"backend {self.name!r} does not support option(s) "
+                f"{', '.join(sorted(unknown))}; it accepts: {accepted}"
+            )
+        reason = self.availability() or self.unsupported_reason(kernel)
+        if reason:
+            raise UnsupportedError(f"{self.name} cannot run {kernel.name}: {reason}")
+        if not chunks:
+            raise ValueError("at least one chunk (worker) is needed")
+        return self._run(kernel, list(chunks), **options)
+
+    @abstractmethod
+    def _run(self, kernel: Kernel, chunks: list[int], **options: Any) -> RunTiming: ...
+
+    def __repr__(self) -> str:
+        return f"<backend {self.name}>"
+
+
+class SerialBackend(Backend):
+    name = "serial"
+    description = "one worker after another in the calling thread (the baseline)"
+
+    def _run(self, kernel: Kernel, chunks: list[int], **options: Any) -> RunTiming:
+        t0 = time.perf_counter_ns()
+        stamps = [timed(kernel.name, n) for n in chunks]
+        return _timing(t0, t0, time.perf_counter_ns(), stamps)
+
+
+class ThreadsBackend(Backend):
+    name = "threads"
+    description = "N threads of this interpreter (they share its GIL)"
+
+    def _run(self, kernel: Kernel, chunks: list[int], **options: Any) -> RunTiming:
+        count = len(chunks)
+        start_line = threading.Barrier(count + 1)
+        stamps: list[WorkerStamp | None] = [None] * count
+        errors: list[tuple[int, BaseException]] = []
+
+        def work(i: int) -> None:
+            try:
+                start_line.wait()
+            except threading.BrokenBarrierError:
+                return  # the run was abandoned before the start
+            try:
+                stamps[i] = timed(kernel.name, chunks[i])
+            except BaseException as exc:
+                errors.append((i, exc))
+                cancel_running()  # stop the other workers at their next check
+
+        t0 = time.perf_counter_ns()
+        threads = [
+            threading.Thread(target=work, args=(i,), name=f"gilfree-worker-{i}", daemon=True)
+            for i in range(count)
+        ]
+        try:
+            for t in threads:
+                t.start()
+            start_line.wait()
+            t_ready = time.perf_counter_ns()
+            for t in threads:
+                t.join()
+        except BaseException:
+            # Interrupted (Ctrl-C) or failed to start a thread: stop and join all.
+            start_line.abort()
+            cancel_running()
+            for t in threads:
+                if t.is_alive():
+                    t.join()
+            raise
+        t_done = time.perf_counter_ns()
+        _raise_first(errors)
+        return _timing(t0, t_ready, t_done, [s for s in stamps if s is not None])
+
+
+def _raise_first(errors: list[tuple[int, BaseException]]) -> None:
+    if not errors:
+        return
+    i, exc = min(errors, key=lambda e: e[0])
+    if isinstance(exc, KeyboardInterrupt):
+        raise exc
+    text = "".join(traceback.format_exception(exc))
+    raise WorkerError(f"worker {i} raised {type(exc).__name__}: {exc}\n{text}", i) from exc
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def _process_main(conn: Any, go: Any, kernel_name: str, n: int) -> None:
+    """Entry point of a worker process: report ready, wait for go, run, report."""
+    try:
+        ready(kernel_name)
+        conn.send(("ready", None))
+        go.wait()
+        conn.send(("ok", tuple(timed(kernel_name, n))))
+    except BaseException as exc:
+        text = "".join(traceback.format_exception(exc))
+        with contextlib.suppress(Exception):
+            conn.send(("error", f"{type(exc).__name__}: {exc}\n{text}"))
+    finally:
+        conn.close()
+
+
+class ProcessesBackend(Backend):
+    name = "processes"
+    description = "N worker processes, each with its own interpreter and GIL"
+    options = frozenset({"start_method"})
+
+    def _run(
+        self, kernel: Kernel, chunks: list[int], start_method: str | None = None, **_: Any
+    ) -> RunTiming:
+        ctx = multiprocessing.get_context(resolve_start_method(start_method))
+        go = ctx.Event()
+        procs: list[Any] = []
+        conns: list[Any] = []
+        t0 = time.perf_counter_ns()
+        try:
+            for i, n in enumerate(chunks):
+                recv, send = ctx.Pipe(duplex=False)
+                p = ctx.Process(
+                    target=_process_main,
+                    args=(send, go, kernel.name, n),
+                    name=f"gilfree-worker-{i}",
+                    daemon=True,
+                )
+                p.start()
+                send.close()  # the child holds its own copy
+                procs.append(p)
+                conns.append(recv)
+            _collect(procs, conns, "ready", READY_TIMEOUT_S)
+            go.set()
+            t_ready = time.perf_counter_ns()
+            results = _collect(procs, conns, "ok", None)
+            t_done = time.perf_counter_ns()
+        finally:
+            for p in procs:
+                if p.is_alive():
+                    p.terminate()
+            for p in procs:
+                p.join()
+                p.close()
+            for c in conns:
+                c.close()
+        return _timing(t0, t_ready, t_done, [WorkerStamp(*r) for r in results])
+
+
+def _collect(procs: list[Any], conns: list[Any], expect: str, timeout: float | None) -> list[Any]:
+    """One message of kind ``expect`` from every worker, noticing deaths at once."""
+    out: list[Any] = [None] * len(conns)
+    waiting = dict(enumerate(conns))
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while waiting:
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        handles = list(waiting.values()) + [procs[i].sentinel for i in waiting]
+        ready_handles = multiprocessing.connection.wait(handles, timeout=left)
+        if not ready_handles:
+            raise WorkerError(f"workers {sorted(waiting)} not ready after {timeout:.0f} s", -1)
+        for i, conn in list(waiting.items()):
+            if conn in ready_handles or procs[i].sentinel in ready_handles:
+                try:
+                    kind, payload = conn.recv()
+                except EOFError:
+                    procs[i].join(1)
+                    raise WorkerError(
+                        f"worker process {i} died without a result "
+                        f"(exit code {procs[i].exitcode})",
+                        i,
+                    ) from None
+                if kind == "error":
+                    raise WorkerError(f"worker process {i} raised {payload}", i)
+                out[i] = payload
+                del waiting[i]
+    return out
+
+
+def resolve_start_method(start_method: str | None) -> str:
+    """Validate a multiprocessing start method (``None``: the platform default)."""
+    methods = multiprocessing.get_all_start_methods()
+    if start_method is None:
+        return multiprocessing.get_start_method(allow_none=True) or methods[0]
+    if start_method not in methods:
+        raise ValueError(
+            f"unknown start method {start_method!r}; on this platform use one of: "
+            f"{', '.join(methods)}"
+        )
+    return start_method
+
+
+# ----------------------------------------------------------------------- interpreters
+
+
+class _Interpreters:
+    """The subinterpreter API of the running Python, behind one small interface."""
+
+    def __init__(self) -> None:
+        self.module_name, self._mod = self._load()
+
+    @staticmethod
+    def _load() -> tuple[str, Any]:
+        for name in ("concurrent.interpreters", "_interpreters", "_xxsubinterpreters"):
+            try:
+                return name, importlib.import_module(name)
+            except ImportError:
+                continue
+        raise ImportError("no subinterpreter module")
+
+    def create(self) -> Any:
+        return self._mod.create()  # own GIL by default on 3.12+
+
+    def run(self, interp: Any, code: str) -> str | None:
+        """Run ``code``; return an error description, or None on success."""
+        try:
+            if self.module_name == "concurrent.interpreters":
+                interp.exec(code)
+                return None
+            result = self._mod.run_string(interp, code)
+        except Exception as exc:  # 3.12 raises RunFailedError, 3.14 ExecutionFailed
+            return f"{type(exc).__name__}: {exc}"
+        return None if result is None else str(getattr(result, "formatted", result))
+
+    def destroy(self, interp: Any) -> None:
+        if self.module_name == "concurrent.interpreters":
+            interp.close()
+        else:
+            self._mod.destroy(interp)
+
+
+_INTERP_CODE = """
+import json as _json, os as _os, traceback as _tb
+try:
+    from gilfree._worker import timed as _timed, ready as _ready
+    _ready({kernel!r})
+    _os.write({out}, b"ready\\n")
+    if _os.read({go}, 1) == b"g":
+        _msg = {{"ok": list(_timed({kernel!r}, {n}))}}
+    else:
+        _msg = {{"abandoned": True}}
+except BaseException as _exc:
+    _msg = {{"error": type(_exc).__name__ + ": " + str(_exc) + "\\n" + _tb.format_exc()}}
+_os.write({out}, (_json.dumps(_msg) + "\\n").encode())
+"""
+
+
+class InterpretersBackend(Backend):
+    name = "interpreters"
+    description = "N subinterpreters, each with its own GIL, each driven by its own thread"
+
+    def availability(self) -> str | None:
+        if sys.version_info < (3, 12):
+            return (
+                f"subinterpreters with their own GIL need CPython 3.12+, "
+                f"this is {sys.version.split()[0]}"
+            )
+        if sys.implementation.name != "cpython":
+            return f"subinterpreters are a CPython feature, this is {sys.implementation.name}"
+        try:
+            _Interpreters()
+        except ImportError:
+            return "this CPython build has no subinterpreter module"
+        return None
+
+    def unsupported_reason(self, kernel: Kernel) -> str | None:
+        return None if kernel.subinterpreters else kernel.unsupported_reason
+
+    def _run(self, kernel: Kernel, chunks: list[int], **options: Any) -> RunTiming:
+        api = _Interpreters()
+        count = len(chunks)
+        go_r, go_w = os.pipe()
+        outs = [os.pipe() for _ in range(count)]
+        interps: list[Any] = []
+        threads: list[threading.Thread] = []
+        readers = [os.fdopen(r, "rb", buffering=0) for r, _ in outs]
+
+        def drive(i: int, interp: Any) -> None:
+            code = _INTERP_CODE.format(kernel=kernel.name, n=chunks[i], out=outs[i][1], go=go_r)
+            try:
+                error = api.run(interp, code)
+                if error:
+                    os.write(outs[i][1], (json.dumps({"error": error}) + "\n").encode())
+            finally:
+                # Destroy from the thread that ran it: on CPython 3.12,
+                # destroying from another thread an interpreter that imported
+                # threading hangs.
+                with contextlib.suppress(Exception):
+                    api.destroy(interp)
+
+        released = False
+        t0 = time.perf_counter_ns()
+        try:
+            for i in range(count):
+                interps.append(api.create())
+                t = threading.Thread(
+                    target=drive, args=(i, interps[i]), name=f"gilfree-interp-{i}", daemon=True
+                )
+                t.start()
+                threads.append(t)
+            for i in range(count):
+                msg = readers[i].readline()
+                if msg.strip() != b"ready":
+                    raise WorkerError(f"interpreter {i} failed to start: {_error_of(msg)}", i)
+            os.write(go_w, b"g" * count)
+            released = True
+            t_ready = time.perf_counter_ns()
+            replies = [json.loads(readers[i].readline() or b"{}") for i in range(count)]
+            for t in threads:
+                t.join()
+            t_done = time.perf_counter_ns()
+        except BaseException:
+            if not released:
+                os.write(go_w, b"x" * count)  # abandon: nobody starts counting
+            cancel_running()
+            raise
+        finally:
+            for t in threads:
+                t.join()
+            for interp in interps[len(threads) :]:  # created, but no thread to run it
+                with contextlib.suppress(Exception):
+                    api.destroy(interp)
+            for f in readers:
+                f.close()
+            for fd in (go_r, go_w, *(w for _, w in outs)):
+                os.close(fd)
+        for i, reply in enumerate(replies):
+            if "ok" not in reply:
+                raise WorkerError(f"interpreter {i} raised {reply.get('error', reply)}", i)
+        return _timing(t0, t_ready, t_done, [WorkerStamp(*r["ok"]) for r in replies])
+
+
+def _error_of(msg: bytes) -> str:
+    try:
+        return str(json.loads(msg).get("error", msg))
+    except (ValueError, AttributeError):
+        return repr(msg) if msg else "it exited without a word"
+
+
+# ----------------------------------------------------------------------- executors
+
+
+class ExecutorBackend(Backend):
+    """Any :class:`concurrent.futures.Executor` (loky, an existing pool, a
+    cluster's executor). gilfree does not own its workers, so the start line is
+    a time: every task waits until the same instant on the shared clock.
+    ``setup_s`` is the warm-up round (one trivial task per worker)."""
+
+    name = "executor"
+    description = "a concurrent.futures.Executor passed in by the caller"
+
+    def __init__(self, executor: concurrent.futures.Executor) -> None:
+        if not isinstance(executor, concurrent.futures.Executor):
+            raise TypeError(
+                f"backend must be a name or a concurrent.futures.Executor, "
+                f"not {type(executor).__name__}"
+            )
+        self.executor = executor
+        self.name = f"executor:{type(executor).__name__}"
+
+    def _run(self, kernel: Kernel, chunks: list[int], **options: Any) -> RunTiming:
+        t0 = time.perf_counter_ns()
+        warm = [self.executor.submit(ready, kernel.name) for _ in chunks]
+        _results(warm)
+        t_ready = time.perf_counter_ns()
+        # Margin: twice the warm-up round, at least 20 ms, for the tasks to be
+        # picked up before the start time.
+        go_ns = time.perf_counter_ns() + max(20_000_000, 2 * (t_ready - t0))
+        futures = [self.executor.submit(timed_at, kernel.name, n, go_ns) for n in chunks]
+        stamps = _results(futures)
+        t_done = time.perf_counter_ns()
+        return _timing(t0, t_ready, t_done, stamps)
+
+
+def _results(futures: list[concurrent.futures.Future[Any]]) -> list[Any]:
+    try:
+        out = []
+        for i, f in enumerate(futures):
+            try:
+                out.append(f.result())
+            except BaseException as exc:
+                if isinstance(exc, KeyboardInterrupt):
+                    raise
+                text = "".join(traceback.format_exception(exc))
+                raise WorkerError(f"task {i} raised {type(exc).__name__}: {exc}\n{text}", i) from exc
+        return out
+    except BaseException:
+        for f in futures:
+            f.cancel()
+        cancel_running()  # tasks already running in this process stop at their next check
+        concurrent.futures.wait(futures)
+        raise
+
+
+_BACKENDS: list[Backend] = [
+    SerialBackend(),
+    ThreadsBackend(),
+    ProcessesBackend(),
+    InterpretersBackend(),
+]
+
+#: name -> :class:`Backend`. Any :class:`concurrent.futures.Executor` is accepted too.
+BACKENDS: Registry[Backend] = Registry("backend", {b.name: b for b in _BACKENDS})
+
+
+def get_backend(backend: str | Backend | concurrent.futures.Executor) -> Backend:
+    """Return the :class:`Backend` for a name, a backend or an executor."""
+    if isinstance(backend, Backend):
+        return backend
+    if isinstance(backend, concurrent.futures.Executor):
+        return ExecutorBackend(backend)
+    return BACKENDS[backend]
+
+
+def iter_available() -> Iterator[tuple[str, str | None]]:
+    """(name, reason it is unavailable or None) for every registered backend."""
+    for name, b in BACKENDS.items():
+        yield name, b.availability()
+

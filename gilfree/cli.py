@@ -1,0 +1,400 @@
+"""The ``gilfree`` command: a thin layer over the public API.
+
+Exit status: 0 success, 1 a measurement failed (a worker raised or died, a
+cell is unsupported in ``run``), 2 bad arguments, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from gilfree.backends import BACKENDS, WorkerError, iter_available
+from gilfree.kernels import KERNELS, MAX_N, check_count
+from gilfree.measure import MAX_WORKERS, Result, context, sweep
+
+DEMO_SECONDS = 0.25
+
+
+# ------------------------------------------------------------------ argument types
+
+
+def parse_count(text: str) -> int:
+    """An integer: ``100000000``, ``100_000_000`` or ``10**8``. Not ``1e8``."""
+    s = text.strip()
+    m = re.fullmatch(r"(\d[\d_]*)\s*\*\*\s*(\d+)", s)
+    try:
+        value = int(m.group(1)) ** int(m.group(2)) if m else int(s, 10)
+    except ValueError:
+        hint = " (write 100000000 or 10**8, not 1e8)" if re.search(r"[eE.]", s) else ""
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number{hint}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is negative; n must be >= 0")
+    if value > MAX_N:
+        raise argparse.ArgumentTypeError(f"{text!r} is too large; the largest n is {MAX_N}")
+    return value
+
+
+def parse_workers(text: str) -> list[int]:
+    """A comma-separated list of worker counts, each from 1 to MAX_WORKERS."""
+    counts = []
+    for part in text.split(","):
+        try:
+            counts.append(check_count(int(part.strip()), "workers", 1, MAX_WORKERS))
+        except (ValueError, OverflowError):
+            raise argparse.ArgumentTypeError(
+                f"{text!r}: each worker count must be a whole number from 1 to {MAX_WORKERS}, "
+                "e.g. --workers 1,2,4"
+            ) from None
+    return counts
+
+
+def _names(registry: Any, what: str) -> Callable[[str], list[str]]:
+    def parse(text: str) -> list[str]:
+        names = [p.strip() for p in text.split(",") if p.strip()]
+        if not names:
+            raise argparse.ArgumentTypeError(f"no {what} given")
+        if names == ["all"]:
+            return list(registry)
+        for name in names:
+            if name not in registry:
+                raise argparse.ArgumentTypeError(
+                    f"unknown {what} {name!r}; valid: {', '.join(registry)} (or 'all')"
+                )
+        return names
+
+    parse.__name__ = what  # argparse names the type in its messages
+    return parse
+
+
+def parse_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 < value <= 3600:
+        raise argparse.ArgumentTypeError(f"{text!r}: give seconds between 0 and 3600")
+    return value
+
+
+def parse_json_path(text: str) -> str:
+    """``-`` or a path whose folder exists and is writable (checked up front,
+    before any long measurement)."""
+    if text == "-":
+        return text
+    folder = os.path.dirname(os.path.abspath(text)) or "."
+    if os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is a directory; give a file path")
+    if not os.path.isdir(folder):
+        raise argparse.ArgumentTypeError(f"cannot write {text!r}: folder {folder!r} does not exist")
+    if not os.access(folder, os.W_OK) or (os.path.exists(text) and not os.access(text, os.W_OK)):
+        raise argparse.ArgumentTypeError(f"cannot write {text!r}: permission denied")
+    return text
+
+
+# ------------------------------------------------------------------------ parser
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "-n",
+        type=parse_count,
+        default=None,
+        metavar="N",
+        help="countdown size: total work split across workers (strong scaling) or per "
+        "worker (weak). Accepts 100_000_000 or 10**8. Default: sized per kernel so "
+        "the serial run takes --seconds",
+    )
+    p.add_argument(
+        "--seconds",
+        type=parse_seconds,
+        default=DEMO_SECONDS,
+        help=f"target serial time per kernel when -n is not given (default {DEMO_SECONDS})",
+    )
+    p.add_argument(
+        "--scaling",
+        choices=["strong", "weak"],
+        default="strong",
+        help="strong: split n across workers (the classic experiment); weak: n per worker",
+    )
+    p.add_argument(
+        "--repeats", type=int, default=5, help="timed repeats per cell; the median is reported"
+    )
+    p.add_argument("--warmups", type=int, default=1, help="untimed warm-up runs per cell")
+    p.add_argument(
+        "--start-method",
+        choices=sorted(__import__("multiprocessing").get_all_start_methods()),
+        default=None,
+        help="how the processes backend starts workers (default: the platform's)",
+    )
+    p.add_argument(
+        "--json",
+        type=parse_json_path,
+        metavar="PATH",
+        help="write every raw timing and the metadata as JSON to PATH ('-': stdout; "
+        "the table then goes to stderr)",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gilfree",
+        description="Will threads make this faster, or do I need processes or subinterpreters? "
+        "gilfree runs the same countdown loop, compiled and interpreted, with and without "
+        "the GIL, under serial, threads, processes and subinterpreters, and measures.",
+        epilog="Examples: gilfree demo | gilfree run -k python -b threads -w 2 -n 10**8 | "
+        "gilfree sweep -k all -b threads,processes --workers 1,2 | gilfree info",
+    )
+    from gilfree import __version__
+
+    parser.add_argument("--version", action="version", version=f"gilfree {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    demo = sub.add_parser(
+        "demo",
+        help="the classic GIL experiment, then every kernel on every backend (default)",
+        description="The classic experiment (python: serial vs 2 threads vs 2 processes), "
+        "then every kernel on every backend with 2 workers, a table and one verdict per kernel.",
+    )
+    _common(demo)
+
+    run = sub.add_parser(
+        "run",
+        help="one kernel on one backend",
+        description="Measure one kernel on one backend against its serial run.",
+    )
+    run.add_argument("-k", "--kernel", choices=list(KERNELS), default="cython-nogil")
+    run.add_argument("-b", "--backend", choices=list(BACKENDS), default="threads")
+    run.add_argument("-w", "--workers", type=int, default=2, help="number of workers (default 2)")
+    _common(run)
+
+    sw = sub.add_parser(
+        "sweep",
+        help="a grid: kernels x backends x worker counts",
+        description="Measure every combination of the given kernels, backends and worker counts.",
+    )
+    sw.add_argument(
+        "-k",
+        "--kernels",
+        type=_names(KERNELS, "kernel"),
+        default=list(KERNELS),
+        help=f"comma-separated kernels or 'all' (default all: {', '.join(KERNELS)})",
+    )
+    sw.add_argument(
+        "-b",
+        "--backends",
+        type=_names(BACKENDS, "backend"),
+        default=[b for b in BACKENDS if b != "serial"],
+        help="comma-separated backends or 'all' (default: threads,processes,interpreters)",
+    )
+    sw.add_argument(
+        "-w",
+        "--workers",
+        type=parse_workers,
+        default=[1, 2],
+        help="comma-separated worker counts (default 1,2)",
+    )
+    _common(sw)
+
+    info = sub.add_parser(
+        "info",
+        help="this Python: build, GIL, switch interval, CPUs, available backends",
+        description="Describe this Python and machine, and which backends can run here.",
+    )
+    info.add_argument("--json", type=parse_json_path, metavar="PATH", help="write as JSON")
+    return parser
+
+
+# ----------------------------------------------------------------------- commands
+
+
+def _measure(args: argparse.Namespace, kernels: list[str], backends: list[str],
+             workers: list[int]) -> list[Result]:
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    if args.repeats < 1 or args.warmups < 0:
+        raise _Usage("--repeats must be >= 1 and --warmups >= 0")
+    console = Console(stderr=True)
+    show = not args.no_progress and console.is_terminal
+    bases = 1 if args.scaling == "strong" else len(set(workers))
+    steps = len(kernels) * (bases + len(workers) * len(backends))
+    # auto_refresh=False: no refresh thread, so forking worker processes
+    # never happens in a multi-threaded parent.
+    progress = Progress(
+        TextColumn("{task.description:<40}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=console,
+        auto_refresh=False,
+        transient=True,
+        disable=not show,
+    )
+    with progress:
+        task = progress.add_task("calibrating", total=steps)
+        first = [True]
+
+        def hook(label: str) -> None:
+            if not first[0]:
+                progress.advance(task)
+            first[0] = False
+            progress.update(task, description=label)
+            progress.refresh()
+
+        results = sweep(
+            kernels,
+            backends,
+            workers,
+            args.n,
+            seconds=args.seconds,
+            scaling=args.scaling,
+            repeats=args.repeats,
+            warmups=args.warmups,
+            start_method=args.start_method,
+            progress=hook,
+        )
+    return results
+
+
+class _Usage(Exception):
+    pass
+
+
+def _report(args: argparse.Namespace, results: list[Result], title: str,
+            classic: bool = False) -> None:
+    from rich.console import Console
+
+    from gilfree import report
+
+    to_stdout = args.json != "-"
+    console = Console(stderr=not to_stdout, highlight=False)
+    if not console.is_terminal:
+        console = Console(stderr=not to_stdout, highlight=False, width=160)
+    if classic:
+        console.print("[bold]The classic experiment[/bold]")
+        for line in report.classic_summary(results):
+            console.print("  " + line)
+        console.print()
+    console.print(report.table(results, title=title))
+    for i, reason in enumerate(report.unsupported_notes(results), 1):
+        console.print(f"  ({i}) {reason}")
+    console.print(
+        "  span: first worker start to last worker end, median of repeats; speedup: serial "
+        "time for the same work / span; start-up: creating the workers; classic: start-up + "
+        "work, as timed in the classic article"
+    )
+    for r in results:
+        if r.warning:
+            console.print(f"[yellow]warning:[/yellow] {r.warning}")
+    console.print()
+    for line in report.verdicts(results):
+        console.print(line)
+    if args.json:
+        data = report.to_json(results, command=sys.argv[1:], context=context().__dict__)
+        report.write_json(data, args.json)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    backends = [b for b in BACKENDS if b != "serial"]
+    results = _measure(args, list(KERNELS), backends, [2])
+    c = results[0].context
+    _report(
+        args,
+        results,
+        f"Every kernel, 2 workers, {args.scaling} scaling — Python {c.python}, "
+        f"{c.cpu_count} CPUs",
+        classic=True,
+    )
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    workers = parse_workers(str(args.workers)) if args.workers >= 1 else None
+    if workers is None:
+        raise _Usage(f"--workers must be >= 1, got {args.workers}")
+    if args.start_method and args.backend != "processes":
+        raise _Usage("--start-method applies to the processes backend only")
+    results = _measure(args, [args.kernel], [args.backend], workers)
+    _report(args, results, f"{args.kernel} on {args.backend}")
+    if not results[0].ok:
+        print(f"gilfree: {results[0].reason}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    results = _measure(args, args.kernels, args.backends, args.workers)
+    _report(args, results, f"sweep: workers {','.join(map(str, args.workers))}")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    import json
+    import multiprocessing
+
+    from gilfree import report
+
+    c = context()
+    backends = {name: reason or "available" for name, reason in iter_available()}
+    data = {
+        "context": c.__dict__,
+        "backends": backends,
+        "kernels": {k.name: k.description for k in KERNELS.values()},
+        "start_methods": multiprocessing.get_all_start_methods(),
+    }
+    if args.json:
+        report.write_json(data, args.json)
+        if args.json == "-":
+            return 0
+    build = "free-threaded (Py_GIL_DISABLED)" if c.free_threaded_build else "with GIL"
+    lines = [
+        f"Python        {c.implementation} {c.python}, {build}",
+        f"GIL           {'enabled' if c.gil_enabled else 'disabled'} right now",
+        f"switch interval {c.switch_interval_s * 1000:g} ms",
+        f"CPUs          {c.cpu_count} ({len(c.cpu_affinity or ())} usable by this process)",
+        f"processor     {c.processor}",
+        f"platform      {c.platform}",
+        f"start methods {', '.join(data['start_methods'])}",  # type: ignore[arg-type]
+        "backends:",
+        *(f"  {name:<13} {why}" for name, why in backends.items()),
+        "kernels:",
+        *(f"  {k.name:<13} {k.description}" for k in KERNELS.values()),
+    ]
+    print("\n".join(lines))
+    del json
+    return 0
+
+
+COMMANDS = {"demo": cmd_demo, "run": cmd_run, "sweep": cmd_sweep, "info": cmd_info}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``gilfree`` and ``python -m gilfree``; returns the exit status."""
+    parser = build_parser()
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if not args_list or args_list[0].startswith("-") and args_list[0] not in (
+        "-h", "--help", "--version"
+    ):
+        args_list = ["demo", *args_list]
+    args = parser.parse_args(args_list)
+    try:
+        return COMMANDS[args.command](args)
+    except _Usage as exc:
+        parser.error(str(exc))
+    except WorkerError as exc:
+        print(f"gilfree: a worker failed: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("gilfree: interrupted", file=sys.stderr)
+        return 130
+    return 0  # pragma: no cover - parser.error exits
+
+
+if __name__ == "__main__":
+    sys.exit(main())
