@@ -2,7 +2,8 @@
 
 The classic GIL experiment (count down from a big number in one thread, in two
 threads, in two processes) as a library: the same countdown loop in several
-forms, compiled and interpreted, with and without the GIL.
+forms, compiled and interpreted, with and without the GIL, run under serial,
+threads, processes and subinterpreters.
 
 >>> from gilfree import countdown, KERNELS
 >>> countdown(10**6)                      # compiled, releases the GIL
@@ -13,19 +14,62 @@ forms, compiled and interpreted, with and without the GIL.
 ['cython-gil', 'cython-nogil', 'cython-object', 'numpy', 'python']
 """
 
-# kernels comes first: it turns a missing compiled module into a clear ImportError.
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from gilfree._registry import UnknownNameError
+
+# kernels is the first to touch the compiled module: it turns its absence into
+# a clear ImportError.
 from gilfree.kernels import KERNELS, MAX_N, Cancelled, Kernel, cancel_running, countdown
+
+if TYPE_CHECKING:
+    from gilfree.backends import BACKENDS, Backend, WorkerError
+    from gilfree.measure import Result, run, sweep
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BACKENDS",
     "KERNELS",
     "MAX_N",
+    "Backend",
     "Cancelled",
     "Kernel",
+    "Result",
     "UnknownNameError",
+    "WorkerError",
     "__version__",
     "cancel_running",
     "countdown",
+    "run",
+    "sweep",
 ]
+
+# The measurement side is imported on first use: worker processes and
+# subinterpreters import this package only to reach the kernels, and should not
+# pay for multiprocessing, NumPy statistics or rich.
+_LAZY = {
+    "BACKENDS": "gilfree.backends",
+    "Backend": "gilfree.backends",
+    "WorkerError": "gilfree.backends",
+    "Result": "gilfree.measure",
+    "run": "gilfree.measure",
+    "sweep": "gilfree.measure",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'gilfree' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

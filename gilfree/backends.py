@@ -38,7 +38,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from gilfree._countdown import cancel_running
+from gilfree._countdown import Cancelled, cancel_running
 from gilfree._registry import Registry
 from gilfree._worker import WorkerStamp, ready, timed, timed_at
 from gilfree.kernels import Kernel
@@ -205,7 +205,9 @@ class ThreadsBackend(Backend):
 def _raise_first(errors: list[tuple[int, BaseException]]) -> None:
     if not errors:
         return
-    i, exc = min(errors, key=lambda e: e[0])
+    # Report the cause, not the Cancelled of the workers we stopped because of it.
+    causes = [e for e in errors if not isinstance(e[1], Cancelled)] or errors
+    i, exc = min(causes, key=lambda e: e[0])
     if isinstance(exc, KeyboardInterrupt):
         raise exc
     text = "".join(traceback.format_exception(exc))
@@ -238,7 +240,7 @@ class ProcessesBackend(Backend):
     def _run(
         self, kernel: Kernel, chunks: list[int], start_method: str | None = None, **_: Any
     ) -> RunTiming:
-        ctx = multiprocessing.get_context(resolve_start_method(start_method))
+        ctx: Any = multiprocessing.get_context(resolve_start_method(start_method))
         go = ctx.Event()
         procs: list[Any] = []
         conns: list[Any] = []
@@ -291,8 +293,7 @@ def _collect(procs: list[Any], conns: list[Any], expect: str, timeout: float | N
                 except EOFError:
                     procs[i].join(1)
                     raise WorkerError(
-                        f"worker process {i} died without a result "
-                        f"(exit code {procs[i].exitcode})",
+                        f"worker process {i} died without a result (exit code {procs[i].exitcode})",
                         i,
                     ) from None
                 if kind == "error":
@@ -507,7 +508,9 @@ def _results(futures: list[concurrent.futures.Future[Any]]) -> list[Any]:
                 if isinstance(exc, KeyboardInterrupt):
                     raise
                 text = "".join(traceback.format_exception(exc))
-                raise WorkerError(f"task {i} raised {type(exc).__name__}: {exc}\n{text}", i) from exc
+                raise WorkerError(
+                    f"task {i} raised {type(exc).__name__}: {exc}\n{text}", i
+                ) from exc
         return out
     except BaseException:
         for f in futures:
@@ -541,4 +544,3 @@ def iter_available() -> Iterator[tuple[str, str | None]]:
     """(name, reason it is unavailable or None) for every registered backend."""
     for name, b in BACKENDS.items():
         yield name, b.availability()
-

@@ -213,8 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
 # ----------------------------------------------------------------------- commands
 
 
-def _measure(args: argparse.Namespace, kernels: list[str], backends: list[str],
-             workers: list[int]) -> list[Result]:
+def _measure(
+    args: argparse.Namespace, kernels: list[str], backends: list[str], workers: list[int]
+) -> list[Result]:
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -266,8 +267,9 @@ class _Usage(Exception):
     pass
 
 
-def _report(args: argparse.Namespace, results: list[Result], title: str,
-            classic: bool = False) -> None:
+def _report(
+    args: argparse.Namespace, results: list[Result], title: str, classic: bool = False
+) -> None:
     from rich.console import Console
 
     from gilfree import report
@@ -296,7 +298,7 @@ def _report(args: argparse.Namespace, results: list[Result], title: str,
     for line in report.verdicts(results):
         console.print(line)
     if args.json:
-        data = report.to_json(results, command=sys.argv[1:], context=context().__dict__)
+        data = report.to_json(results, command=args.argv, context=context().__dict__)
         report.write_json(data, args.json)
 
 
@@ -307,8 +309,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     _report(
         args,
         results,
-        f"Every kernel, 2 workers, {args.scaling} scaling — Python {c.python}, "
-        f"{c.cpu_count} CPUs",
+        f"Every kernel, 2 workers, {args.scaling} scaling — Python {c.python}, {c.cpu_count} CPUs",
         classic=True,
     )
     return 0
@@ -335,7 +336,6 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    import json
     import multiprocessing
 
     from gilfree import report
@@ -360,14 +360,13 @@ def cmd_info(args: argparse.Namespace) -> int:
         f"CPUs          {c.cpu_count} ({len(c.cpu_affinity or ())} usable by this process)",
         f"processor     {c.processor}",
         f"platform      {c.platform}",
-        f"start methods {', '.join(data['start_methods'])}",  # type: ignore[arg-type]
+        f"start methods {', '.join(multiprocessing.get_all_start_methods())}",
         "backends:",
         *(f"  {name:<13} {why}" for name, why in backends.items()),
         "kernels:",
         *(f"  {k.name:<13} {k.description}" for k in KERNELS.values()),
     ]
     print("\n".join(lines))
-    del json
     return 0
 
 
@@ -378,11 +377,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``gilfree`` and ``python -m gilfree``; returns the exit status."""
     parser = build_parser()
     args_list = list(sys.argv[1:] if argv is None else argv)
-    if not args_list or args_list[0].startswith("-") and args_list[0] not in (
-        "-h", "--help", "--version"
-    ):
+    bare_options = args_list and args_list[0].startswith("-")
+    if not args_list or (bare_options and args_list[0] not in ("-h", "--help", "--version")):
         args_list = ["demo", *args_list]
     args = parser.parse_args(args_list)
+    args.argv = args_list  # recorded in the JSON output
     try:
         return COMMANDS[args.command](args)
     except _Usage as exc:

@@ -50,21 +50,24 @@ def time_call(kernel: str | Kernel, n: int) -> float:
 def calibrate(kernel: str | Kernel, seconds: float, start: int = 1000) -> int:
     """Return the ``n`` for which ``kernel(n)`` takes about ``seconds`` here.
 
-    Grows ``n`` until one call takes at least a tenth of the target (so timer
-    resolution and call overhead do not skew the estimate), then scales
-    linearly: every kernel's time is linear in ``n``.
+    Grows ``n`` until one call takes at least a quarter of the target (so
+    timer resolution, call overhead and clock ramp-up do not skew the
+    estimate), then scales linearly: every kernel's time is linear in ``n``.
     """
     if not seconds > 0:
         raise ValueError(f"seconds must be > 0, got {seconds}")
     k = get_kernel(kernel)
     n = max(1, start)
     k(n)  # warm up: lazy imports (NumPy) and first-call costs are not work
-    floor = max(seconds / 10, 0.002)
+    floor = max(seconds / 4, 0.002)
     while True:
         elapsed = time_call(k, n)
         if elapsed >= floor or n >= MAX_N // 16:
             break
         n *= 16 if elapsed < floor / 16 else 2
+    # The faster of two timings: the first long call can run while the CPU
+    # is still raising its clock, which would make n too small.
+    elapsed = min(elapsed, time_call(k, n))
     return max(1, min(MAX_N, round(n * seconds / max(elapsed, 1e-9))))
 
 
@@ -239,8 +242,9 @@ class Result:
         if not self.runs:
             return None
         base = _rel_stdev(self.baseline_s)
-        which, worst = ("repeats", self.spread) if self.spread >= base else (
-            "serial baseline repeats", base)
+        which, worst = (
+            ("repeats", self.spread) if self.spread >= base else ("serial baseline repeats", base)
+        )
         if worst > SPREAD_WARNING:
             return (
                 f"{self.kernel} on {self.backend}: {which} vary by {worst:.0%} (over "
@@ -410,9 +414,7 @@ def run(
     """
     b = get_backend(backend)
     if start_method is not None and "start_method" not in b.options:
-        raise ValueError(
-            f"backend {b.name!r} does not take a start method; only 'processes' does"
-        )
+        raise ValueError(f"backend {b.name!r} does not take a start method; only 'processes' does")
     (result,) = sweep(
         [kernel],
         [b],

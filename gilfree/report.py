@@ -125,7 +125,7 @@ def verdicts(results: Sequence[Result]) -> list[str]:
 
 def classic_summary(results: Sequence[Result]) -> list[str]:
     """The classic article's three lines, from the ``python`` cells."""
-    lines = []
+    lines: list[str] = []
     serial = next((r for r in results if r.kernel == "python" and r.ok), None)
     if serial is None:
         return lines

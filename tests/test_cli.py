@@ -1,0 +1,182 @@
+"""The gilfree command: output, JSON, exit codes, and one clear message per bad argument."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from gilfree.cli import main
+
+
+def test_info(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    for word in ("GIL", "switch interval", "CPUs", "threads", "processes", "interpreters"):
+        assert word in out
+
+
+def test_info_json(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["info", "--json", "-"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["backends"]["threads"] == "available"
+    assert "gil_enabled" in data["context"]
+
+
+def test_run_writes_json(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "r.json"
+    code = main(
+        [
+            "run",
+            "-k",
+            "python",
+            "-b",
+            "threads",
+            "-w",
+            "2",
+            "-n",
+            "10**5",
+            "--repeats",
+            "2",
+            "--warmups",
+            "0",
+            "--json",
+            str(path),
+        ]
+    )
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "python: threads" in out  # the verdict line
+    data = json.loads(path.read_text())
+    (result,) = data["results"]
+    assert result["n"] == 100_000 and len(result["runs"]) == 2
+    assert data["command"][0] == "run"
+
+
+def test_json_to_stdout_keeps_stdout_clean(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "-k", "cython-nogil", "-n", "1000", "--repeats", "1", "--json", "-"]) == 0
+    captured = capsys.readouterr()
+    json.loads(captured.out)  # nothing but JSON on stdout
+    assert "cython-nogil" in captured.err  # the table went to stderr
+
+
+def test_sweep(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(
+        [
+            "sweep",
+            "-k",
+            "python,cython-nogil",
+            "-b",
+            "threads",
+            "--workers",
+            "1,2",
+            "-n",
+            "100_000",
+            "--repeats",
+            "1",
+        ]
+    )
+    assert code == 0
+    assert capsys.readouterr().out.count("threads") >= 4
+
+
+def test_run_unsupported_cell_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["run", "-k", "numpy", "-b", "interpreters", "-n", "10", "--repeats", "1"])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "NumPy" in err or "3.12" in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["run", "-n", "1e8"], "not a whole number (write 100000000 or 10**8"),
+        (["run", "-n", "-5"], "negative"),
+        (["run", "-n", "abc"], "not a whole number"),
+        (["sweep", "--workers", "0,2"], "from 1 to"),
+        (["sweep", "--workers", "a"], "from 1 to"),
+        (["sweep", "-k", "cython-fast"], "unknown kernel 'cython-fast'"),
+        (["sweep", "-b", "greenlets"], "unknown backend 'greenlets'"),
+        (["run", "-k", "nope"], "invalid choice"),
+        (["run", "--json", "/nonexistent/dir/out.json"], "does not exist"),
+        (["run", "--json", "/"], "is a directory"),
+        (["run", "--seconds", "0"], "between 0 and 3600"),
+        (["run", "-w", "0"], "--workers must be >= 1"),
+        (["run", "-b", "threads", "--start-method", "spawn"], "processes backend only"),
+    ],
+)
+def test_bad_arguments_exit_2_with_one_clear_message(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.skipif(
+    os.geteuid() == 0 if hasattr(os, "geteuid") else True, reason="root can write anywhere"
+)
+def test_unwritable_json_path(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    ro = tmp_path / "ro"
+    ro.mkdir(mode=0o500)
+    with pytest.raises(SystemExit):
+        main(["run", "--json", str(ro / "x.json")])
+    assert "permission denied" in capsys.readouterr().err
+
+
+def test_help_explains_every_command() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "gilfree", "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    for command in ("demo", "run", "sweep", "info"):
+        assert command in out
+    run_help = subprocess.run(
+        [sys.executable, "-m", "gilfree", "run", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    for option in (
+        "--kernel",
+        "--backend",
+        "--workers",
+        "--scaling",
+        "--json",
+        "--repeats",
+        "--start-method",
+        "--seconds",
+    ):
+        assert option in run_help
+
+
+def test_demo_end_to_end_in_a_subprocess() -> None:
+    # The README's main command, shrunk: the classic experiment, the table, verdicts.
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gilfree",
+            "demo",
+            "--seconds",
+            "0.02",
+            "--repeats",
+            "1",
+            "--warmups",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "The classic experiment" in out
+    assert "python, 2 threads" in out and "python, 2 processes" in out
+    for kernel in ("python", "cython-object", "cython-gil", "cython-nogil", "numpy"):
+        assert f"{kernel}: " in out  # one verdict per kernel

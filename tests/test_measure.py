@@ -1,0 +1,170 @@
+"""The measurement layer: plans, results, statistics, metadata."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+
+import pytest
+
+import gilfree
+from gilfree.measure import Result, calibrate, chunks_for, context, run, sweep
+from gilfree.report import classic_summary, table, to_json, verdicts, write_json
+
+
+@pytest.mark.parametrize(("n", "workers"), [(0, 1), (1, 3), (10, 3), (7, 7), (10**12 + 1, 4)])
+def test_strong_chunks_split_the_work(n: int, workers: int) -> None:
+    chunks = chunks_for(n, workers, "strong")
+    assert len(chunks) == workers
+    assert sum(chunks) == n
+    assert max(chunks) - min(chunks) <= 1
+
+
+def test_weak_chunks_repeat_the_work() -> None:
+    assert chunks_for(5, 3, "weak") == [5, 5, 5]
+
+
+def test_run_returns_complete_result() -> None:
+    r = run("cython-nogil", "threads", workers=2, n=20_000_000, repeats=3, warmups=1)
+    assert r.ok and r.status == "ok"
+    assert (r.kernel, r.backend, r.workers, r.n, r.scaling) == (
+        "cython-nogil",
+        "threads",
+        2,
+        20_000_000,
+        "strong",
+    )
+    assert len(r.runs) == 3 and len(r.warmups) == 1 and len(r.baseline_s) == 3
+    assert all(t.iterations == 20_000_000 for t in r.runs)
+    low, high = r.speedup_ci()
+    assert low <= r.speedup <= high
+    assert r.efficiency == pytest.approx(r.speedup / 2)
+    assert r.busy_cpus > 0
+    assert r.context.python == sys.version.split()[0].split("+")[0] or r.context.python
+
+
+def test_weak_scaling_counts_n_per_worker() -> None:
+    r = run("cython-nogil", "threads", workers=3, n=1_000_000, scaling="weak", repeats=1)
+    assert all(t.iterations == 3_000_000 for t in r.runs)
+
+
+def test_results_are_immutable() -> None:
+    r = run("python", "serial", workers=1, n=1000, repeats=1, warmups=0)
+    with pytest.raises(AttributeError):
+        r.n = 5  # type: ignore[misc]
+
+
+def test_context_records_what_the_issue_asks() -> None:
+    c = context()
+    assert c.python and c.implementation
+    assert isinstance(c.free_threaded_build, bool)
+    assert isinstance(c.gil_enabled, bool)
+    assert c.switch_interval_s == sys.getswitchinterval()
+    assert c.cpu_count and c.cpu_count >= 1
+    assert c.gilfree == gilfree.__version__
+
+
+def test_sweep_grid_and_unsupported_cells() -> None:
+    results = sweep(
+        ["python", "numpy"], ["serial", "threads", "interpreters"], [1, 2], n=100_000, repeats=1
+    )
+    assert len(results) == 2 * 3 * 2
+    for r in results:
+        if r.backend == "interpreters" and (sys.version_info < (3, 12) or r.kernel == "numpy"):
+            assert r.status == "unsupported" and r.reason and not r.runs
+            assert math.isnan(r.speedup)
+        else:
+            assert r.ok, r.reason
+            assert r.runs[0].iterations == 100_000
+
+
+def test_sweep_calls_progress_for_every_step() -> None:
+    labels: list[str] = []
+    sweep(["python"], ["threads", "serial"], [1, 2], n=1000, repeats=1, progress=labels.append)
+    assert len(labels) == 1 + 2 * 2  # one baseline (strong scaling), four cells
+
+
+def test_default_n_is_calibrated_per_kernel() -> None:
+    (py, nogil) = sweep(["python", "cython-nogil"], ["threads"], [2], seconds=0.02, repeats=1)
+    assert nogil.n > 20 * py.n  # the compiled loop is far faster per iteration
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"workers": 0}, ValueError, "workers must be >= 1"),
+        ({"workers": 2.0}, TypeError, "workers must be an integer"),
+        ({"n": -1}, ValueError, "n must be >= 0"),
+        ({"n": 1e6}, TypeError, "n must be an integer"),
+        ({"kernel": "nope"}, KeyError, "valid names are"),
+        ({"backend": "nope"}, KeyError, "valid names are"),
+        ({"repeats": 0}, ValueError, "repeats must be >= 1"),
+        ({"scaling": "medium"}, ValueError, "strong, weak"),
+        ({"start_method": "fork", "backend": "threads"}, ValueError, "only 'processes'"),
+        ({"start_method": "teleport", "backend": "processes"}, ValueError, "unknown start"),
+    ],
+)
+def test_bad_plans_are_rejected(kwargs: dict[str, object], error: type, match: str) -> None:
+    args: dict[str, object] = {"n": 1000, "repeats": 1, **kwargs}
+    with pytest.raises(error, match=match):
+        run(**args)  # type: ignore[arg-type]
+
+
+def test_calibrate_rejects_bad_seconds() -> None:
+    with pytest.raises(ValueError, match="seconds"):
+        calibrate("python", 0)
+
+
+def test_reports_and_json(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    results: list[Result] = sweep(
+        ["python", "cython-nogil"],
+        ["threads", "processes", "interpreters"],
+        [2],
+        n=200_000,
+        repeats=2,
+    )
+    assert table(results).row_count == len(results)
+    lines = verdicts(results)
+    assert [line.split(":")[0] for line in lines] == ["python", "cython-nogil"]
+    assert classic_summary(results)[0].startswith("python, one thread")
+    path = tmp_path / "out.json"
+    write_json(to_json(results, command=["test"]), str(path))
+    data = json.loads(path.read_text())
+    assert len(data["results"]) == len(results)
+    first = data["results"][0]
+    assert first["runs"][0]["workers"][0][3] > 0  # raw per-worker stamps are there
+    assert "speedup_ci95" in first["derived"]
+    assert first["context"]["switch_interval_s"] == sys.getswitchinterval()
+
+
+def fake(kernel: str, backend: str, speedup: float, workers: int = 2) -> Result:
+    """A result with chosen timings, to test the verdict rules exactly."""
+    from gilfree.backends import RunTiming
+
+    span = 1.0 / speedup
+    timing = RunTiming(0.0, span, span, ())
+    return Result(
+        kernel=kernel,
+        backend=backend,
+        workers=workers,
+        n=1,
+        scaling="strong",
+        start_method=None,
+        status="ok",
+        reason="",
+        runs=(timing,),
+        warmups=(),
+        baseline_s=(1.0,),
+        context=context(),
+    )
+
+
+def test_verdict_rules() -> None:
+    assert verdicts([fake("cython-nogil", "threads", 1.98)]) == [
+        "cython-nogil: threads 1.98x — releasing the GIL restores parallelism"
+    ]
+    assert verdicts([fake("python", "threads", 1.02), fake("python", "processes", 1.95)]) == [
+        "python: threads 1.02x — GIL-bound; processes 1.95x"
+    ]
+    assert "partly parallel" in verdicts([fake("numpy", "threads", 1.4)])[0]
