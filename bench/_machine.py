@@ -2,28 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import platform
-import sys
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+from gilfree.measure import context
 
 
 def describe() -> str:
-    gil = "GIL enabled"
-    if hasattr(sys, "_is_gil_enabled") and not sys._is_gil_enabled():
-        gil = "GIL disabled"
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return (
-        f"{cpu_model()}, {cpus} CPUs available; {platform.python_implementation()} "
-        f"{platform.python_version()} ({gil}); {platform.system()} {platform.release()}"
-    )
+    c = context()
+    gil = "GIL enabled" if c.gil_enabled else "GIL disabled"
+    cpus = len(c.cpu_affinity) if c.cpu_affinity else c.cpu_count
+    python = f"{c.implementation} {c.python} ({gil})"
+    return f"{c.processor}, {cpus} CPUs available; {python}; {c.platform}"
