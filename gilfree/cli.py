@@ -53,6 +53,14 @@ def parse_workers(text: str) -> list[int]:
     return counts
 
 
+def parse_worker_count(text: str) -> int:
+    """One worker count, from 1 to MAX_WORKERS."""
+    counts = parse_workers(text)
+    if len(counts) != 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give one worker count here, e.g. -w 2")
+    return counts[0]
+
+
 def _names(registry: Any, what: str) -> Callable[[str], list[str]]:
     def parse(text: str) -> list[str]:
         names = [p.strip() for p in text.split(",") if p.strip()]
@@ -170,7 +178,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("-k", "--kernel", choices=list(KERNELS), default="cython-nogil")
     run.add_argument("-b", "--backend", choices=list(BACKENDS), default="threads")
-    run.add_argument("-w", "--workers", type=int, default=2, help="number of workers (default 2)")
+    run.add_argument(
+        "-w",
+        "--workers",
+        type=parse_worker_count,
+        default=2,
+        help=f"number of workers, 1 to {MAX_WORKERS} (default 2)",
+    )
     _common(run)
 
     sw = sub.add_parser(
@@ -316,12 +330,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    workers = parse_workers(str(args.workers)) if args.workers >= 1 else None
-    if workers is None:
-        raise _Usage(f"--workers must be >= 1, got {args.workers}")
     if args.start_method and args.backend != "processes":
         raise _Usage("--start-method applies to the processes backend only")
-    results = _measure(args, [args.kernel], [args.backend], workers)
+    results = _measure(args, [args.kernel], [args.backend], [args.workers])
     _report(args, results, f"{args.kernel} on {args.backend}")
     if not results[0].ok:
         print(f"gilfree: {results[0].reason}", file=sys.stderr)

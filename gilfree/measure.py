@@ -350,6 +350,11 @@ def sweep(
         for count in counts:
             chunks = chunks_for(kernel_n, count, scaling)
             total = sum(chunks)
+            if total > MAX_N:  # the serial baseline counts it all in one call
+                raise OverflowError(
+                    f"weak scaling: {count} workers x n={kernel_n} = {total} iterations, "
+                    f"more than the largest n ({MAX_N}); use a smaller n"
+                )
             if total not in baselines:
                 if progress:
                     progress(f"{kernel.name}: serial baseline, n={total:,}")

@@ -104,7 +104,9 @@ def test_run_unsupported_cell_exits_1(capsys: pytest.CaptureFixture[str]) -> Non
         (["run", "--json", "/nonexistent/dir/out.json"], "does not exist"),
         (["run", "--json", "/"], "is a directory"),
         (["run", "--seconds", "0"], "between 0 and 3600"),
-        (["run", "-w", "0"], "--workers must be >= 1"),
+        (["run", "-w", "0"], "from 1 to"),
+        (["run", "-w", "5000"], "from 1 to"),
+        (["run", "-w", "1,2"], "give one worker count"),
         (["run", "-b", "threads", "--start-method", "spawn"], "processes backend only"),
     ],
 )

@@ -111,6 +111,11 @@ def test_bad_plans_are_rejected(kwargs: dict[str, object], error: type, match: s
         run(**args)  # type: ignore[arg-type]
 
 
+def test_weak_scaling_total_beyond_max_n_is_refused_up_front() -> None:
+    with pytest.raises(OverflowError, match="weak scaling"):
+        run("cython-nogil", "threads", workers=2, n=2**62, scaling="weak", repeats=1)
+
+
 def test_calibrate_rejects_bad_seconds() -> None:
     with pytest.raises(ValueError, match="seconds"):
         calibrate("python", 0)
