@@ -2,6 +2,7 @@
 # cython: freethreading_compatible=True
 # cython: subinterpreters_compatible=own_gil
 # cython: boundscheck=False, wraparound=False, cdivision=True, embedsignature=True
+# cython: autotestdict=False
 """Compiled countdown kernels.
 
 Each kernel counts ``n`` down to zero and returns the number of iterations it
