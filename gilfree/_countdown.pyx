@@ -29,6 +29,10 @@ Interruptibility: long loops are cut into chunks of ``CHUNK`` iterations (about
 one millisecond). Between chunks a kernel looks at the process-wide cancel
 generation (see :func:`cancel_running`) and, in the main thread, runs
 ``PyErr_CheckSignals()`` so that Ctrl-C raises ``KeyboardInterrupt`` promptly.
+A kernel stops when the generation differs from ``since``: the value a caller
+read before starting its workers (default: the value when the kernel starts).
+Passing it closes the race where one worker fails and cancels before another
+has even entered its kernel.
 """
 
 from cpython.exc cimport PyErr_CheckSignals
@@ -131,11 +135,11 @@ cdef inline bint _in_main_thread():
     return threading.current_thread() is threading.main_thread()
 
 
-def countdown_nogil(long long n):
+def countdown_nogil(long long n, int since=-1):
     """Typed C countdown that releases the GIL while counting."""
     cdef long long left = n
     cdef long long step
-    cdef int gen = gilfree_generation()
+    cdef int gen = gilfree_generation() if since < 0 else since
     cdef bint cancelled = False
     cdef bint check_signals = n > _CHUNK and _in_main_thread()
     with nogil:
@@ -156,11 +160,11 @@ def countdown_nogil(long long n):
     return n - left
 
 
-def countdown_gil(long long n):
+def countdown_gil(long long n, int since=-1):
     """Typed C countdown that holds the GIL from start to finish."""
     cdef long long left = n
     cdef long long step
-    cdef int gen = gilfree_generation()
+    cdef int gen = gilfree_generation() if since < 0 else since
     while left > 0:
         step = left if left < _CHUNK else _CHUNK
         left -= step - gilfree_spin(step)
@@ -174,11 +178,11 @@ def countdown_gil(long long n):
     return n - left
 
 
-def countdown_object(n):
+def countdown_object(n, int since=-1):
     """``while n > 0: n -= 1`` compiled by Cython on Python int objects."""
     start = n
     cdef long long budget = _OBJECT_CHUNK
-    cdef int gen = gilfree_generation()
+    cdef int gen = gilfree_generation() if since < 0 else since
     while n > 0:
         n -= 1
         budget -= 1

@@ -25,13 +25,14 @@ def countdown_python(n: int) -> int:
     return start - n
 
 
-def countdown_numpy(n: int) -> int:
+def countdown_numpy(n: int, since: int = -1) -> int:
     """Count down with NumPy: ``n`` element decrements spread over ufunc calls.
 
     ``n`` is split across up to ``NUMPY_LANES`` lanes of an int64 array; each
     ``np.subtract(lanes, 1, out=lanes)`` call decrements every lane once with
     the GIL released in its inner loop. The count returned is the drop of the
-    array's sum, so it reports decrements that really happened.
+    array's sum, so it reports decrements that really happened. ``since`` is
+    the cancel generation to compare against (see ``gilfree._countdown``).
     """
     import numpy as np
 
@@ -42,7 +43,7 @@ def countdown_numpy(n: int) -> int:
     lanes = np.full(width, rounds, dtype=np.int64)
     lanes[:extra] += 1
     before = int(lanes.sum(dtype=np.int64))
-    generation = _countdown.cancel_generation()
+    generation = _countdown.cancel_generation() if since < 0 else since
     for done in range(rounds):
         np.subtract(lanes, 1, out=lanes)
         if done % _NUMPY_CHECK_EVERY == 0 and _countdown.cancel_generation() != generation:

@@ -28,17 +28,17 @@ class WorkerStamp(NamedTuple):
     iterations: int
 
 
-def timed(kernel_name: str, n: int) -> WorkerStamp:
-    """Run ``KERNELS[kernel_name](n)`` and stamp it."""
+def timed(kernel_name: str, n: int, since: int | None = None) -> WorkerStamp:
+    """Run ``KERNELS[kernel_name](n, since)`` and stamp it."""
     kernel = KERNELS[kernel_name]
     cpu0 = time.thread_time()
     start = time.perf_counter_ns()
-    iterations = kernel(n)
+    iterations = kernel(n, since)
     end = time.perf_counter_ns()
     return WorkerStamp(start, end, time.thread_time() - cpu0, iterations)
 
 
-def timed_at(kernel_name: str, n: int, go_ns: int) -> WorkerStamp:
+def timed_at(kernel_name: str, n: int, go_ns: int, since: int | None = None) -> WorkerStamp:
     """Wait until ``perf_counter_ns() >= go_ns``, then :func:`timed`.
 
     The start line for executors gilfree does not control: every task is told
@@ -51,7 +51,7 @@ def timed_at(kernel_name: str, n: int, go_ns: int) -> WorkerStamp:
             break
         # Sleep most of the way, spin the last half millisecond.
         time.sleep(max(0.0, (left - 500_000) / 1e9) if left > 1_000_000 else 0)
-    return timed(kernel_name, n)
+    return timed(kernel_name, n, since)
 
 
 def ready(kernel_name: str) -> int:

@@ -38,7 +38,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from gilfree._countdown import Cancelled, cancel_running
+from gilfree._countdown import Cancelled, cancel_generation, cancel_running
 from gilfree._registry import Registry
 from gilfree._worker import WorkerStamp, ready, timed, timed_at
 from gilfree.kernels import Kernel
@@ -165,6 +165,7 @@ class ThreadsBackend(Backend):
         start_line = threading.Barrier(count + 1)
         stamps: list[WorkerStamp | None] = [None] * count
         errors: list[tuple[int, BaseException]] = []
+        since = cancel_generation()  # any cancel from here on stops every worker
 
         def work(i: int) -> None:
             try:
@@ -172,7 +173,7 @@ class ThreadsBackend(Backend):
             except threading.BrokenBarrierError:
                 return  # the run was abandoned before the start
             try:
-                stamps[i] = timed(kernel.name, chunks[i])
+                stamps[i] = timed(kernel.name, chunks[i], since)
             except BaseException as exc:
                 errors.append((i, exc))
                 cancel_running()  # stop the other workers at their next check
@@ -362,11 +363,16 @@ try:
     _ready({kernel!r})
     _os.write({out}, b"ready\\n")
     if _os.read({go}, 1) == b"g":
-        _msg = {{"ok": list(_timed({kernel!r}, {n}))}}
+        _msg = {{"ok": list(_timed({kernel!r}, {n}, {since}))}}
     else:
         _msg = {{"abandoned": True}}
 except BaseException as _exc:
     _msg = {{"error": type(_exc).__name__ + ": " + str(_exc) + "\\n" + _tb.format_exc()}}
+    try:  # stop the other workers: the cancel generation is process-wide
+        from gilfree._countdown import cancel_running as _cancel
+        _cancel()
+    except BaseException:
+        pass
 _os.write({out}, (_json.dumps(_msg) + "\\n").encode())
 """
 
@@ -400,9 +406,12 @@ class InterpretersBackend(Backend):
         interps: list[Any] = []
         threads: list[threading.Thread] = []
         readers = [os.fdopen(r, "rb", buffering=0) for r, _ in outs]
+        since = cancel_generation()  # the generation is shared by all interpreters
 
         def drive(i: int, interp: Any) -> None:
-            code = _INTERP_CODE.format(kernel=kernel.name, n=chunks[i], out=outs[i][1], go=go_r)
+            code = _INTERP_CODE.format(
+                kernel=kernel.name, n=chunks[i], since=since, out=outs[i][1], go=go_r
+            )
             try:
                 error = api.run(interp, code)
                 if error:
@@ -450,9 +459,12 @@ class InterpretersBackend(Backend):
                 f.close()
             for fd in (go_r, go_w, *(w for _, w in outs)):
                 os.close(fd)
-        for i, reply in enumerate(replies):
-            if "ok" not in reply:
-                raise WorkerError(f"interpreter {i} raised {reply.get('error', reply)}", i)
+        failed = [(i, str(r.get("error", r))) for i, r in enumerate(replies) if "ok" not in r]
+        if failed:
+            # Report the cause, not the Cancelled of the workers it stopped.
+            causes = [f for f in failed if not f[1].startswith("Cancelled")] or failed
+            i, error = causes[0]
+            raise WorkerError(f"interpreter {i} raised {error}", i)
         return _timing(t0, t_ready, t_done, [WorkerStamp(*r["ok"]) for r in replies])
 
 
@@ -492,30 +504,37 @@ class ExecutorBackend(Backend):
         # Margin: twice the warm-up round, at least 20 ms, for the tasks to be
         # picked up before the start time.
         go_ns = time.perf_counter_ns() + max(20_000_000, 2 * (t_ready - t0))
-        futures = [self.executor.submit(timed_at, kernel.name, n, go_ns) for n in chunks]
+        # The cancel generation is per process: hand it over only where the
+        # tasks run in this one.
+        in_process = isinstance(self.executor, concurrent.futures.ThreadPoolExecutor)
+        since = cancel_generation() if in_process else None
+        futures = [self.executor.submit(timed_at, kernel.name, n, go_ns, since) for n in chunks]
         stamps = _results(futures)
         t_done = time.perf_counter_ns()
         return _timing(t0, t_ready, t_done, stamps)
 
 
 def _results(futures: list[concurrent.futures.Future[Any]]) -> list[Any]:
+    """All results in order; the first task that fails stops the others."""
     try:
-        out = []
+        concurrent.futures.wait(futures, return_when=concurrent.futures.FIRST_EXCEPTION)
         for i, f in enumerate(futures):
-            try:
-                out.append(f.result())
-            except BaseException as exc:
+            if f.done() and not f.cancelled() and f.exception() is not None:
+                exc = f.exception()
+                assert exc is not None
                 if isinstance(exc, KeyboardInterrupt):
-                    raise
+                    raise exc
                 text = "".join(traceback.format_exception(exc))
                 raise WorkerError(
                     f"task {i} raised {type(exc).__name__}: {exc}\n{text}", i
                 ) from exc
-        return out
+        return [f.result() for f in futures]
     except BaseException:
         for f in futures:
             f.cancel()
-        cancel_running()  # tasks already running in this process stop at their next check
+        # Tasks running in this process stop at their next check; tasks in the
+        # caller's other processes run to their end: the executor is theirs.
+        cancel_running()
         concurrent.futures.wait(futures)
         raise
 

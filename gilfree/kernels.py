@@ -104,7 +104,8 @@ class Kernel:
     name
         Registry name, part of the public API.
     func
-        The raw loop ``f(n) -> iterations``; it does not validate ``n``.
+        The raw loop ``f(n) -> iterations`` (cancellable ones also take
+        ``since``, see :meth:`__call__`); it does not validate ``n``.
     compiled
         True if the loop runs as machine code.
     releases_gil
@@ -125,7 +126,7 @@ class Kernel:
     """
 
     name: str
-    func: Callable[[int], int] = field(repr=False)
+    func: Callable[..., int] = field(repr=False)
     compiled: bool
     releases_gil: bool
     gil: GILUse
@@ -134,8 +135,13 @@ class Kernel:
     unsupported_reason: str = ""
     cancellable: bool = True
 
-    def __call__(self, n: object) -> int:
-        return self.func(check_count(n))
+    def __call__(self, n: object, since: int | None = None) -> int:
+        """Count ``n`` down; with ``since`` (a cancel generation read before the
+        caller started its workers), stop on any cancel made after that read."""
+        count = check_count(n)
+        if since is None or not self.cancellable:
+            return self.func(count)
+        return self.func(count, since)
 
 
 _KERNELS = [

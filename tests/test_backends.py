@@ -7,6 +7,7 @@ import concurrent.futures
 import multiprocessing
 import sys
 import threading
+import time
 
 import pytest
 from conftest import interpreter_count, live_children
@@ -88,6 +89,28 @@ def test_worker_error_reaches_caller_and_nothing_is_left(backend: Backend) -> No
     assert threading.active_count() == threads_before
     assert live_children() == []
     assert interpreter_count() == interps_before
+
+
+def test_a_failing_worker_stops_a_long_run_at_once(backend: Backend) -> None:
+    # Worker 1 fails at once; worker 0 would count for minutes. The run must
+    # stop the others and report the cause (not their Cancelled) right away.
+    if backend.name == "serial":
+        pytest.skip("serial runs chunks in order")
+    started = time.perf_counter()
+    with pytest.raises(WorkerError, match="must be >= 0") as info:
+        backend.run(KERNELS["cython-nogil"], [10**12, -1])
+    assert info.value.worker == 1
+    assert time.perf_counter() - started < 10
+    assert live_children() == []
+
+
+def test_a_failing_task_stops_an_executor_run_at_once() -> None:
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        started = time.perf_counter()
+        with pytest.raises(WorkerError, match="must be >= 0") as info:
+            get_backend(pool).run(KERNELS["cython-nogil"], [10**12, -1])
+        assert info.value.worker == 1
+        assert time.perf_counter() - started < 10
 
 
 def test_unknown_backend_lists_names() -> None:

@@ -20,7 +20,7 @@ import time
 import pytest
 
 from gilfree import KERNELS, Cancelled, Kernel, cancel_running
-from gilfree._countdown import cancel_after
+from gilfree._countdown import cancel_after, cancel_generation
 from gilfree._pykernels import NUMPY_LANES
 from gilfree.measure import calibrate, time_call
 
@@ -208,6 +208,22 @@ def test_cancel_after_stops_even_gil_holding_kernels(kernel: Kernel) -> None:
     check_cancelled(outcome, workers)
     assert elapsed < 5.0
     assert kernel(1000) == 1000
+
+
+def test_cancel_made_before_the_kernel_starts_is_not_lost(kernel: Kernel) -> None:
+    # The race behind the ``since`` argument: a backend reads the generation,
+    # releases its workers, one fails and cancels before another has entered
+    # its kernel. That late starter must still stop (after one chunk), not
+    # count 10**13.
+    if not kernel.cancellable:
+        pytest.skip(f"{kernel.name} is the classic loop, kept free of cancel checks")
+    since = cancel_generation()
+    cancel_running()
+    started = time.perf_counter()
+    with pytest.raises(Cancelled):
+        kernel(10**13, since)
+    assert time.perf_counter() - started < 1.0
+    assert kernel(10**6) == 10**6  # without since: the current generation
 
 
 def test_cancel_after_rejects_negative_delay() -> None:
