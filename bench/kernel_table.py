@@ -7,9 +7,11 @@ Usage: python bench/kernel_table.py [--rounds 7] [--seconds 0.3]
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -23,10 +25,13 @@ from gilfree import (
 from gilfree.measure import calibrate
 
 
-def timed(fn, n: int) -> float:  # type: ignore[no-untyped-def]
+def timed(fn: Callable[[], int], n: int) -> float:
+    """Seconds for one prepared call; ``fn`` must report ``n`` iterations."""
     start = time.perf_counter()
-    assert fn(n) == n
-    return time.perf_counter() - start
+    done = fn()
+    elapsed = time.perf_counter() - start
+    assert done == n
+    return elapsed
 
 
 def main() -> None:
@@ -41,9 +46,11 @@ def main() -> None:
     check_n = sizes["cython-nogil"]
     for _ in range(args.rounds):
         for name, k in KERNELS.items():
-            times[name].append(timed(k, sizes[name]) / sizes[name] * 1e9)
-        check["checked"].append(timed(_countdown.countdown_nogil, check_n))
-        check["unchecked"].append(timed(_countdown.spin_unchecked, check_n))
+            times[name].append(timed(k.prepare(sizes[name]), sizes[name]) / sizes[name] * 1e9)
+        checked = functools.partial(_countdown.countdown_nogil, check_n)
+        unchecked = functools.partial(_countdown.spin_unchecked, check_n)
+        check["checked"].append(timed(checked, check_n))
+        check["unchecked"].append(timed(unchecked, check_n))
 
     print(f"Machine: {describe()}")
     print(f"Command: python bench/kernel_table.py --rounds {args.rounds} --seconds {args.seconds}")

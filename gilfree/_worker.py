@@ -6,6 +6,7 @@ subinterpreters, where NumPy cannot be loaded.
 
 from __future__ import annotations
 
+import os
 import time
 from typing import NamedTuple
 
@@ -30,10 +31,10 @@ class WorkerStamp(NamedTuple):
 
 def timed(kernel_name: str, n: int, since: int | None = None) -> WorkerStamp:
     """Run ``KERNELS[kernel_name](n, since)`` and stamp it."""
-    kernel = KERNELS[kernel_name]
+    work = KERNELS[kernel_name].prepare(n, since)  # look-up and checks stay outside
     cpu0 = time.thread_time()
     start = time.perf_counter_ns()
-    iterations = kernel(n, since)
+    iterations = work()
     end = time.perf_counter_ns()
     return WorkerStamp(start, end, time.thread_time() - cpu0, iterations)
 
@@ -56,7 +57,5 @@ def timed_at(kernel_name: str, n: int, go_ns: int, since: int | None = None) -> 
 
 def ready(kernel_name: str) -> int:
     """Warm-up task: resolve the kernel (importing what it needs), return the pid."""
-    import os
-
     KERNELS[kernel_name]
     return os.getpid()

@@ -34,9 +34,9 @@ import threading
 import time
 import traceback
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from gilfree._countdown import Cancelled, cancel_generation, cancel_running
 from gilfree._registry import Registry
@@ -52,6 +52,8 @@ __all__ = [
     "WorkerError",
     "get_backend",
 ]
+
+T = TypeVar("T")
 
 #: Longest a worker may take to get ready (import, spawn) before the run fails.
 READY_TIMEOUT_S = 120.0
@@ -78,7 +80,6 @@ class RunTiming:
     span_s: float
     total_s: float
     workers: tuple[WorkerStamp, ...]
-    clock: str = "shared"
 
     @property
     def cpu_s(self) -> float:
@@ -90,18 +91,11 @@ class RunTiming:
         return sum(w.iterations for w in self.workers)
 
 
-def _span(stamps: Sequence[WorkerStamp], clock: str = "shared") -> float:
-    if clock == "shared":
-        return (max(s.end_ns for s in stamps) - min(s.start_ns for s in stamps)) / 1e9
-    # Clocks of different hosts are not comparable: the span is the longest
-    # single duration, a lower bound of the real one.
-    return max(s.end_ns - s.start_ns for s in stamps) / 1e9
-
-
 def _timing(t0: int, t_ready: int, t_done: int, stamps: Sequence[WorkerStamp]) -> RunTiming:
+    """Work span: first start to last end, every stamp on the one shared clock."""
     return RunTiming(
         setup_s=(t_ready - t0) / 1e9,
-        span_s=_span(stamps),
+        span_s=(max(s.end_ns for s in stamps) - min(s.start_ns for s in stamps)) / 1e9,
         total_s=(t_done - t0) / 1e9,
         workers=tuple(stamps),
     )
@@ -203,16 +197,24 @@ class ThreadsBackend(Backend):
         return _timing(t0, t_ready, t_done, [s for s in stamps if s is not None])
 
 
+def _describe(exc: BaseException) -> str:
+    """``Type: message`` and the full traceback, as sent back by any worker."""
+    return f"{type(exc).__name__}: {exc}\n" + "".join(traceback.format_exception(exc))
+
+
+def _cause(errors: list[tuple[int, T]], cancelled: Callable[[T], bool]) -> tuple[int, T]:
+    """The first worker's error that is not the Cancelled of a worker stopped
+    because of another one's failure (that Cancelled is our doing, not the cause)."""
+    return min([e for e in errors if not cancelled(e[1])] or errors, key=lambda e: e[0])
+
+
 def _raise_first(errors: list[tuple[int, BaseException]]) -> None:
     if not errors:
         return
-    # Report the cause, not the Cancelled of the workers we stopped because of it.
-    causes = [e for e in errors if not isinstance(e[1], Cancelled)] or errors
-    i, exc = min(causes, key=lambda e: e[0])
+    i, exc = _cause(errors, lambda e: isinstance(e, Cancelled))
     if isinstance(exc, KeyboardInterrupt):
         raise exc
-    text = "".join(traceback.format_exception(exc))
-    raise WorkerError(f"worker {i} raised {type(exc).__name__}: {exc}\n{text}", i) from exc
+    raise WorkerError(f"worker {i} raised {_describe(exc)}", i) from exc
 
 
 # --------------------------------------------------------------------------- processes
@@ -226,9 +228,8 @@ def _process_main(conn: Any, go: Any, kernel_name: str, n: int) -> None:
         go.wait()
         conn.send(("ok", tuple(timed(kernel_name, n))))
     except BaseException as exc:
-        text = "".join(traceback.format_exception(exc))
         with contextlib.suppress(Exception):
-            conn.send(("error", f"{type(exc).__name__}: {exc}\n{text}"))
+            conn.send(("error", _describe(exc)))
     finally:
         conn.close()
 
@@ -461,9 +462,7 @@ class InterpretersBackend(Backend):
                 os.close(fd)
         failed = [(i, str(r.get("error", r))) for i, r in enumerate(replies) if "ok" not in r]
         if failed:
-            # Report the cause, not the Cancelled of the workers it stopped.
-            causes = [f for f in failed if not f[1].startswith("Cancelled")] or failed
-            i, error = causes[0]
+            i, error = _cause(failed, lambda text: text.startswith("Cancelled"))
             raise WorkerError(f"interpreter {i} raised {error}", i)
         return _timing(t0, t_ready, t_done, [WorkerStamp(*r["ok"]) for r in replies])
 
@@ -524,10 +523,7 @@ def _results(futures: list[concurrent.futures.Future[Any]]) -> list[Any]:
                 assert exc is not None
                 if isinstance(exc, KeyboardInterrupt):
                     raise exc
-                text = "".join(traceback.format_exception(exc))
-                raise WorkerError(
-                    f"task {i} raised {type(exc).__name__}: {exc}\n{text}", i
-                ) from exc
+                raise WorkerError(f"task {i} raised {_describe(exc)}", i) from exc
         return [f.result() for f in futures]
     except BaseException:
         for f in futures:

@@ -79,6 +79,19 @@ def _names(registry: Any, what: str) -> Callable[[str], list[str]]:
     return parse
 
 
+def _bounded(option: str, low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            return check_count(int(text), option, low, high)
+        except (ValueError, OverflowError):
+            raise argparse.ArgumentTypeError(
+                f"{text!r}: {option} takes a whole number from {low} to {high}"
+            ) from None
+
+    parse.__name__ = option.lstrip("-")
+    return parse
+
+
 def parse_seconds(text: str) -> float:
     try:
         value = float(text)
@@ -130,9 +143,17 @@ def _common(p: argparse.ArgumentParser) -> None:
         help="strong: split n across workers (the classic experiment); weak: n per worker",
     )
     p.add_argument(
-        "--repeats", type=int, default=5, help="timed repeats per cell; the median is reported"
+        "--repeats",
+        type=_bounded("--repeats", 1, 1000),
+        default=5,
+        help="timed repeats per cell, 1 to 1000; the median is reported (default 5)",
     )
-    p.add_argument("--warmups", type=int, default=1, help="untimed warm-up runs per cell")
+    p.add_argument(
+        "--warmups",
+        type=_bounded("--warmups", 0, 1000),
+        default=1,
+        help="untimed warm-up runs per cell, 0 to 1000 (default 1)",
+    )
     p.add_argument(
         "--start-method",
         choices=sorted(__import__("multiprocessing").get_all_start_methods()),
@@ -233,12 +254,8 @@ def _measure(
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    if args.repeats < 1 or args.warmups < 0:
-        raise _Usage("--repeats must be >= 1 and --warmups >= 0")
     console = Console(stderr=True)
     show = not args.no_progress and console.is_terminal
-    bases = 1 if args.scaling == "strong" else len(set(workers))
-    steps = len(kernels) * (bases + len(workers) * len(backends))
     # auto_refresh=False: no refresh thread, so forking worker processes
     # never happens in a multi-threaded parent.
     progress = Progress(
@@ -252,14 +269,14 @@ def _measure(
         disable=not show,
     )
     with progress:
-        task = progress.add_task("calibrating", total=steps)
-        first = [True]
+        task = progress.add_task("calibrating", total=None)
+        started = [False]
 
-        def hook(label: str) -> None:
-            if not first[0]:
+        def hook(label: str, steps: int) -> None:
+            if started[0]:
                 progress.advance(task)
-            first[0] = False
-            progress.update(task, description=label)
+            started[0] = True
+            progress.update(task, description=label, total=steps)
             progress.refresh()
 
         results = sweep(
@@ -288,10 +305,9 @@ def _report(
 
     from gilfree import report
 
-    to_stdout = args.json != "-"
-    console = Console(stderr=not to_stdout, highlight=False)
+    console = Console(stderr=args.json == "-", highlight=False)
     if not console.is_terminal:
-        console = Console(stderr=not to_stdout, highlight=False, width=160)
+        console.width = 160  # a file or pipe: keep each table row on one line
     if classic:
         console.print("[bold]The classic experiment[/bold]")
         for line in report.classic_summary(results):
@@ -312,7 +328,7 @@ def _report(
     for line in report.verdicts(results):
         console.print(line)
     if args.json:
-        data = report.to_json(results, command=args.argv, context=context().__dict__)
+        data = report.to_json(results, command=args.argv)  # each result has its context
         report.write_json(data, args.json)
 
 

@@ -11,6 +11,7 @@ To add a kernel: write a function ``f(n: int) -> int`` (compiled ones go in
 
 from __future__ import annotations
 
+import functools
 import operator
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -138,10 +139,18 @@ class Kernel:
     def __call__(self, n: object, since: int | None = None) -> int:
         """Count ``n`` down; with ``since`` (a cancel generation read before the
         caller started its workers), stop on any cancel made after that read."""
+        return self.prepare(n, since)()
+
+    def prepare(self, n: object, since: int | None = None) -> Callable[[], int]:
+        """Validate the arguments now and return the bare call.
+
+        Timers stamp around the returned callable, so nothing but the loop
+        itself runs inside the timed region.
+        """
         count = check_count(n)
         if since is None or not self.cancellable:
-            return self.func(count)
-        return self.func(count, since)
+            return functools.partial(self.func, count)
+        return functools.partial(self.func, count, since)
 
 
 _KERNELS = [

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import datetime
+import functools
 import os
 import platform
 import statistics
@@ -41,9 +42,9 @@ MAX_WORKERS = 1024
 
 def time_call(kernel: str | Kernel, n: int) -> float:
     """Seconds one call ``kernel(n)`` takes (``time.perf_counter``)."""
-    k = get_kernel(kernel)
+    work = get_kernel(kernel).prepare(n)
     start = time.perf_counter()
-    k(n)
+    work()
     return time.perf_counter() - start
 
 
@@ -307,7 +308,8 @@ def _measure(
     return warm, tuple(runs)
 
 
-ProgressHook = Callable[[str], None]
+#: Called before each step with a label and the total number of steps.
+ProgressHook = Callable[[str, int], None]
 
 
 def sweep(
@@ -329,8 +331,9 @@ def sweep(
     ``None`` sizes it per kernel so the serial run takes about ``seconds``.
     Cells that cannot run (a backend unavailable here, a kernel a backend
     cannot host) come back with ``status="unsupported"`` and the reason.
-    ``progress``, if given, is called with a label before each step: one
-    serial baseline per kernel and total work, then one per cell.
+    ``progress``, if given, is called before each step with a label and the
+    total number of steps: one serial baseline per kernel and total work, then
+    one per cell.
     The ``start_method`` applies to the backends that take one (processes).
     """
     counts, size, reps, warm = _check_plan(workers, n, repeats, warmups, scaling)
@@ -340,9 +343,13 @@ def sweep(
         raise ValueError("give at least one kernel and one backend")
     from gilfree.backends import BACKENDS, resolve_start_method
 
-    method = resolve_start_method(start_method) if start_method is not None else None
+    method = resolve_start_method(start_method)  # validated once, default filled in
     ctx = context()
     serial = BACKENDS["serial"]
+    # One serial baseline per distinct total: strong scaling has one total,
+    # weak scaling one per worker count.
+    baselines_per_kernel = 1 if scaling == "strong" else len(set(counts))
+    steps = len(kernel_list) * (baselines_per_kernel + len(counts) * len(backend_list))
     results: list[Result] = []
     for kernel in kernel_list:
         kernel_n = size if size is not None else calibrate(kernel, seconds)
@@ -357,41 +364,36 @@ def sweep(
                 )
             if total not in baselines:
                 if progress:
-                    progress(f"{kernel.name}: serial baseline, n={total:,}")
+                    progress(f"{kernel.name}: serial baseline, n={total:,}", steps)
                 _, base_runs = _measure(serial, kernel, [total], reps, warm, {})
                 baselines[total] = tuple(r.span_s for r in base_runs)
             for backend in backend_list:
-                options = {}
-                if "start_method" in backend.options:
-                    options["start_method"] = method
-                reason = backend.availability() or backend.unsupported_reason(kernel)
-                if progress:
-                    progress(f"{kernel.name} on {backend.name} x{count}")
-                fields = dict(
+                takes_method = "start_method" in backend.options
+                options = {"start_method": method} if takes_method else {}
+
+                cell = functools.partial(
+                    Result,
                     kernel=kernel.name,
                     backend=backend.name,
                     workers=count,
                     n=kernel_n,
                     scaling=scaling,
-                    start_method=(method or resolve_start_method(None))
-                    if "start_method" in backend.options
-                    else None,
+                    start_method=method if takes_method else None,
                     baseline_s=baselines[total],
                     context=ctx,
                 )
+                if progress:
+                    progress(f"{kernel.name} on {backend.name} x{count}", steps)
+                reason = backend.availability() or backend.unsupported_reason(kernel)
                 if reason:
-                    results.append(
-                        Result(status="unsupported", reason=reason, runs=(), warmups=(), **fields)  # type: ignore[arg-type]
-                    )
+                    results.append(cell(status="unsupported", reason=reason, runs=(), warmups=()))
                     continue
                 try:
                     w, r = _measure(backend, kernel, chunks, reps, warm, options)
                 except UnsupportedError as exc:
-                    results.append(
-                        Result(status="unsupported", reason=str(exc), runs=(), warmups=(), **fields)  # type: ignore[arg-type]
-                    )
+                    results.append(cell(status="unsupported", reason=str(exc), runs=(), warmups=()))
                     continue
-                results.append(Result(status="ok", reason="", runs=r, warmups=w, **fields))  # type: ignore[arg-type]
+                results.append(cell(status="ok", reason="", runs=r, warmups=w))
     return results
 
 

@@ -6,7 +6,7 @@ import json
 import math
 import sys
 from collections.abc import Sequence
-from typing import IO, Any
+from typing import Any
 
 from rich.table import Table
 
@@ -176,8 +176,3 @@ def _clean(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_clean(v) for v in value]
     return value
-
-
-def print_lines(lines: Sequence[str], stream: IO[str]) -> None:
-    for line in lines:
-        print(line, file=stream)

@@ -107,6 +107,8 @@ def test_run_unsupported_cell_exits_1(capsys: pytest.CaptureFixture[str]) -> Non
         (["run", "-w", "0"], "from 1 to"),
         (["run", "-w", "5000"], "from 1 to"),
         (["run", "-w", "1,2"], "give one worker count"),
+        (["run", "--repeats", "0"], "--repeats takes a whole number from 1 to 1000"),
+        (["run", "--warmups", "-1"], "--warmups takes a whole number from 0 to 1000"),
         (["run", "-b", "threads", "--start-method", "spawn"], "processes backend only"),
     ],
 )

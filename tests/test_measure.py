@@ -80,9 +80,25 @@ def test_sweep_grid_and_unsupported_cells() -> None:
 
 
 def test_sweep_calls_progress_for_every_step() -> None:
-    labels: list[str] = []
-    sweep(["python"], ["threads", "serial"], [1, 2], n=1000, repeats=1, progress=labels.append)
-    assert len(labels) == 1 + 2 * 2  # one baseline (strong scaling), four cells
+    calls: list[tuple[str, int]] = []
+
+    def hook(label: str, steps: int) -> None:
+        calls.append((label, steps))
+
+    sweep(["python"], ["threads", "serial"], [1, 2], n=1000, repeats=1, progress=hook)
+    assert len(calls) == 1 + 2 * 2  # one baseline (strong scaling), four cells
+    assert {steps for _, steps in calls} == {len(calls)}  # the total it announced
+    weak: list[tuple[str, int]] = []
+    sweep(
+        ["python"],
+        ["threads"],
+        [1, 2],
+        n=1000,
+        scaling="weak",
+        repeats=1,
+        progress=lambda label, steps: weak.append((label, steps)),
+    )
+    assert len(weak) == 2 + 2 == weak[0][1]  # a baseline per worker count in weak scaling
 
 
 def test_default_n_is_calibrated_per_kernel() -> None:
