@@ -101,8 +101,11 @@ def test_nogil_and_gil_kernels_differ_clearly() -> None:
 
 CHILD = textwrap.dedent(
     """
-    import sys, time
+    import signal, sys, time
     import gilfree
+    # A parent started in the background may pass SIGINT down as ignored;
+    # Python then installs no KeyboardInterrupt handler. Ask for it.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     print("ready", flush=True)
     try:
         gilfree.countdown(10**13, kernel=sys.argv[1])
@@ -235,3 +238,37 @@ def test_process_is_not_left_with_running_threads() -> None:
     # Sanity check for the tests above: nothing they started is still running.
     assert threading.active_count() == 1, threading.enumerate()
     assert os.getpid() > 0
+
+
+def test_compiled_loops_are_one_dependent_sub_per_iteration() -> None:
+    # The README's claim, read off the built extension: each C kernel contains
+    # the self-loop `sub reg,reg; test; jg <that sub>`, i.e. nothing was
+    # deleted, unrolled or turned into a closed form.
+    import platform
+    import re
+    import shutil
+
+    from gilfree import _countdown
+
+    objdump = shutil.which("objdump")
+    if objdump is None or platform.machine() not in ("x86_64", "AMD64"):
+        pytest.skip("needs objdump and an x86-64 build")
+    text = subprocess.run(
+        [objdump, "-d", "--no-show-raw-insn", _countdown.__file__],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    # "<__pyx_pw_7gilfree_10_countdown_7countdown_nogil>:" -> its instructions
+    bodies = {chunk.split(">", 1)[0]: chunk for chunk in re.split(r"\n[0-9a-f]+ <", text)[1:]}
+    loop = re.compile(
+        r"\s([0-9a-f]+):\s+sub\s+%(r\w+),%(r\w+)\n"
+        r"\s+[0-9a-f]+:\s+test\s+%(\3),%\3\n"
+        r"\s+[0-9a-f]+:\s+jg\s+([0-9a-f]+)"
+    )
+    for name in ("countdown_nogil", "countdown_gil", "spin_unchecked"):
+        # Cython's wrapper for a def function: __pyx_pw_<len>gilfree_<len>_countdown_<len><name>
+        wrapper = re.compile(rf"__pyx_pw_7gilfree_10_countdown_\d+{name}")
+        matching = [b for header, b in bodies.items() if wrapper.fullmatch(header)]
+        assert len(matching) == 1, (name, [h for h in bodies if name in h])
+        assert any(m.group(1) == m.group(5) for m in loop.finditer(matching[0])), name
