@@ -23,6 +23,7 @@ from gilfree._registry import UnknownNameError
 # kernels is the first to touch the compiled module: it turns its absence into
 # a clear ImportError.
 from gilfree.kernels import KERNELS, MAX_N, Cancelled, Kernel, cancel_running, countdown
+from gilfree.meter import GILMeter, GILReading
 
 if TYPE_CHECKING:
     from gilfree.backends import BACKENDS, Backend, WorkerError
@@ -36,6 +37,8 @@ __all__ = [
     "MAX_N",
     "Backend",
     "Cancelled",
+    "GILMeter",
+    "GILReading",
     "Kernel",
     "Result",
     "UnknownNameError",

@@ -36,7 +36,7 @@ has even entered its kernel.
 """
 
 from cpython.exc cimport PyErr_CheckSignals
-from posix.time cimport nanosleep, timespec
+from posix.time cimport CLOCK_MONOTONIC, clock_gettime, nanosleep, timespec
 
 import threading
 
@@ -204,3 +204,48 @@ def spin_unchecked(long long n):
     with nogil:
         left = gilfree_spin(n)
     return n - left if n > 0 else 0
+
+
+cdef inline long long _monotonic_ns() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return ts.tv_sec * 1000000000LL + ts.tv_nsec
+
+
+def gil_probe(long long interval_ns, list state):
+    """The measuring loop of :class:`gilfree.GILMeter`; runs in the calling thread.
+
+    Releases the GIL, sleeps ``interval_ns``, takes the GIL back and records
+    how long taking it took, until ``state[0]`` is true. ``state`` is
+    ``[stop, samples, waited_ns, probed_ns, max_wait_ns]``, cumulative; it is
+    written only while the GIL is held, in one slice assignment, so a reader
+    (who holds the GIL too) always sees a consistent set.
+
+    A plain function and a list, not a ``cdef class``: with Cython 3.3's
+    module-state mode an extension type in this module made a second
+    interpreter's import abort with ``free(): invalid pointer`` (the same
+    family as Cython issues #8006 and #8007: per-type state kept in process
+    globals).
+    """
+    if interval_ns <= 0:
+        raise ValueError(f"interval_ns must be > 0, got {interval_ns}")
+    if len(state) != 5:
+        raise ValueError("state must be [stop, samples, waited_ns, probed_ns, max_wait_ns]")
+    cdef timespec delay
+    cdef long long t0, t1, t2
+    cdef long long samples = state[1], waited = state[2], probed = state[3], longest = state[4]
+    delay.tv_sec = interval_ns // 1000000000
+    delay.tv_nsec = interval_ns % 1000000000
+    while not state[0]:
+        with nogil:
+            t0 = _monotonic_ns()
+            nanosleep(&delay, NULL)
+            t1 = _monotonic_ns()
+        # Leaving the nogil block waited for the GIL: t2 - t1 is that wait.
+        t2 = _monotonic_ns()
+        samples += 1
+        waited += t2 - t1
+        probed += t2 - t0
+        if t2 - t1 > longest:
+            longest = t2 - t1
+        state[1:5] = [samples, waited, probed, longest]

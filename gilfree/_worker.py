@@ -10,7 +10,17 @@ import os
 import time
 from typing import NamedTuple
 
-from gilfree.kernels import KERNELS
+from gilfree.kernels import KERNELS, Kernel
+
+#: What a worker is told to run: a registered kernel's name, or a
+#: :class:`Kernel` object (user callables, sent pickled where needed).
+KernelRef = str | Kernel
+
+
+def resolve(kernel: KernelRef) -> Kernel:
+    """The kernel a reference stands for (names are looked up, importing what
+    the kernel needs)."""
+    return KERNELS[kernel] if isinstance(kernel, str) else kernel
 
 
 class WorkerStamp(NamedTuple):
@@ -29,9 +39,9 @@ class WorkerStamp(NamedTuple):
     iterations: int
 
 
-def timed(kernel_name: str, n: int, since: int | None = None) -> WorkerStamp:
-    """Run ``KERNELS[kernel_name](n, since)`` and stamp it."""
-    work = KERNELS[kernel_name].prepare(n, since)  # look-up and checks stay outside
+def timed(kernel: KernelRef, n: int, since: int | None = None) -> WorkerStamp:
+    """Run ``kernel(n, since)`` and stamp it."""
+    work = resolve(kernel).prepare(n, since)  # look-up and checks stay outside
     cpu0 = time.thread_time()
     start = time.perf_counter_ns()
     iterations = work()
@@ -39,23 +49,23 @@ def timed(kernel_name: str, n: int, since: int | None = None) -> WorkerStamp:
     return WorkerStamp(start, end, time.thread_time() - cpu0, iterations)
 
 
-def timed_at(kernel_name: str, n: int, go_ns: int, since: int | None = None) -> WorkerStamp:
+def timed_at(kernel: KernelRef, n: int, go_ns: int, since: int | None = None) -> WorkerStamp:
     """Wait until ``perf_counter_ns() >= go_ns``, then :func:`timed`.
 
     The start line for executors gilfree does not control: every task is told
     the same start time on the shared clock.
     """
-    KERNELS[kernel_name]  # resolve (and import) before the start line
+    kernel = resolve(kernel)  # resolve (and import) before the start line
     while True:
         left = go_ns - time.perf_counter_ns()
         if left <= 0:
             break
         # Sleep most of the way, spin the last half millisecond.
         time.sleep(max(0.0, (left - 500_000) / 1e9) if left > 1_000_000 else 0)
-    return timed(kernel_name, n, since)
+    return timed(kernel, n, since)
 
 
-def ready(kernel_name: str) -> int:
+def ready(kernel: KernelRef) -> int:
     """Warm-up task: resolve the kernel (importing what it needs), return the pid."""
-    KERNELS[kernel_name]
+    resolve(kernel)
     return os.getpid()

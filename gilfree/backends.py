@@ -29,19 +29,21 @@ import json
 import multiprocessing
 import multiprocessing.connection
 import os
+import pickle
 import sys
 import threading
 import time
 import traceback
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from dataclasses import dataclass, replace
+from typing import Any, Literal, TypeVar
 
 from gilfree._countdown import Cancelled, cancel_generation, cancel_running
 from gilfree._registry import Registry
-from gilfree._worker import WorkerStamp, ready, timed, timed_at
-from gilfree.kernels import Kernel
+from gilfree._worker import KernelRef, WorkerStamp, ready, timed, timed_at
+from gilfree.kernels import KERNELS, Kernel
+from gilfree.meter import GILMeter, GILReading
 
 __all__ = [
     "BACKENDS",
@@ -80,6 +82,8 @@ class RunTiming:
     span_s: float
     total_s: float
     workers: tuple[WorkerStamp, ...]
+    #: GIL contention during the run, when it was metered (see :meth:`Backend.metered_run`).
+    gil: GILReading | None = None
 
     @property
     def cpu_s(self) -> float:
@@ -108,6 +112,10 @@ class Backend(ABC):
     description: str = ""
     #: Options this backend accepts in :meth:`run` besides the chunks.
     options: frozenset[str] = frozenset()
+    #: How :meth:`metered_run` reads GIL contention: ``"shared"`` (the workers
+    #: share this interpreter's GIL: one meter here), ``"per-worker"`` (each
+    #: worker has its own GIL and its own meter), or None (not metered).
+    gil_meter: Literal["shared", "per-worker"] | None = None
 
     def availability(self) -> str | None:
         """``None`` if the backend can run on this Python, else the reason."""
@@ -119,6 +127,10 @@ class Backend(ABC):
 
     def run(self, kernel: Kernel, chunks: Sequence[int], **options: Any) -> RunTiming:
         """Run ``kernel(chunks[i])`` in worker ``i``, all workers at once."""
+        self._check(kernel, chunks, options)
+        return self._run(kernel, list(chunks), **options)
+
+    def _check(self, kernel: Kernel, chunks: Sequence[int], options: dict[str, Any]) -> None:
         unknown = set(options) - self.options
         if unknown:
             accepted = ", ".join(sorted(self.options)) or "none"
@@ -131,7 +143,16 @@ class Backend(ABC):
             raise UnsupportedError(f"{self.name} cannot run {kernel.name}: {reason}")
         if not chunks:
             raise ValueError("at least one chunk (worker) is needed")
-        return self._run(kernel, list(chunks), **options)
+
+    def metered_run(self, kernel: Kernel, chunks: Sequence[int], **options: Any) -> RunTiming:
+        """:meth:`run` with the GIL contention meter on (``gil`` is filled in).
+
+        Kept apart from the timed runs: the probe costs the workers a little."""
+        if self.gil_meter is None:
+            raise UnsupportedError(f"{self.name} does not meter GIL contention")
+        with GILMeter() as meter:
+            timing = self.run(kernel, chunks, **options)
+        return replace(timing, gil=meter.reading())
 
     @abstractmethod
     def _run(self, kernel: Kernel, chunks: list[int], **options: Any) -> RunTiming: ...
@@ -146,13 +167,14 @@ class SerialBackend(Backend):
 
     def _run(self, kernel: Kernel, chunks: list[int], **options: Any) -> RunTiming:
         t0 = time.perf_counter_ns()
-        stamps = [timed(kernel.name, n) for n in chunks]
+        stamps = [timed(kernel, n) for n in chunks]
         return _timing(t0, t0, time.perf_counter_ns(), stamps)
 
 
 class ThreadsBackend(Backend):
     name = "threads"
     description = "N threads of this interpreter (they share its GIL)"
+    gil_meter = "shared"
 
     def _run(self, kernel: Kernel, chunks: list[int], **options: Any) -> RunTiming:
         count = len(chunks)
@@ -167,7 +189,7 @@ class ThreadsBackend(Backend):
             except threading.BrokenBarrierError:
                 return  # the run was abandoned before the start
             try:
-                stamps[i] = timed(kernel.name, chunks[i], since)
+                stamps[i] = timed(kernel, chunks[i], since)
             except BaseException as exc:
                 errors.append((i, exc))
                 cancel_running()  # stop the other workers at their next check
@@ -220,13 +242,34 @@ def _raise_first(errors: list[tuple[int, BaseException]]) -> None:
 # --------------------------------------------------------------------------- processes
 
 
-def _process_main(conn: Any, go: Any, kernel_name: str, n: int) -> None:
+def _ref(kernel: Kernel) -> KernelRef:
+    """How to name ``kernel`` to a worker: registered kernels by name (their
+    compiled functions are looked up there, not pickled), others as themselves."""
+    return kernel.name if KERNELS.get(kernel.name) is kernel else kernel
+
+
+def _pickled(kernel: Kernel, where: str) -> bytes:
+    """``kernel`` pickled, or UnsupportedError saying why it cannot be sent."""
+    try:
+        return pickle.dumps(kernel)
+    except Exception as exc:
+        raise UnsupportedError(
+            f"{kernel.name} cannot be pickled, so it cannot be sent to {where} "
+            f"({type(exc).__name__}: {exc}); define it at module level"
+        ) from None
+
+
+def _process_main(conn: Any, go: Any, kernel: KernelRef, n: int) -> None:
     """Entry point of a worker process: report ready, wait for go, run, report."""
     try:
-        ready(kernel_name)
+        try:
+            ready(kernel)
+        except Exception as exc:  # the kernel cannot be loaded in this process
+            conn.send(("unsupported", _describe(exc)))
+            return
         conn.send(("ready", None))
         go.wait()
-        conn.send(("ok", tuple(timed(kernel_name, n))))
+        conn.send(("ok", tuple(timed(kernel, n))))
     except BaseException as exc:
         with contextlib.suppress(Exception):
             conn.send(("error", _describe(exc)))
@@ -242,7 +285,11 @@ class ProcessesBackend(Backend):
     def _run(
         self, kernel: Kernel, chunks: list[int], start_method: str | None = None, **_: Any
     ) -> RunTiming:
-        ctx: Any = multiprocessing.get_context(resolve_start_method(start_method))
+        method = resolve_start_method(start_method)
+        ctx: Any = multiprocessing.get_context(method)
+        ref = _ref(kernel)
+        if method != "fork" and not isinstance(ref, str):
+            _pickled(kernel, f"a worker process started by {method!r}")
         go = ctx.Event()
         procs: list[Any] = []
         conns: list[Any] = []
@@ -252,7 +299,7 @@ class ProcessesBackend(Backend):
                 recv, send = ctx.Pipe(duplex=False)
                 p = ctx.Process(
                     target=_process_main,
-                    args=(send, go, kernel.name, n),
+                    args=(send, go, ref, n),
                     name=f"gilfree-worker-{i}",
                     daemon=True,
                 )
@@ -300,6 +347,8 @@ def _collect(procs: list[Any], conns: list[Any], expect: str, timeout: float | N
                     ) from None
                 if kind == "error":
                     raise WorkerError(f"worker process {i} raised {payload}", i)
+                if kind == "unsupported":
+                    raise UnsupportedError(f"a worker process could not load it: {payload}")
                 out[i] = payload
                 del waiting[i]
     return out
@@ -359,28 +408,56 @@ class _Interpreters:
 
 _INTERP_CODE = """
 import json as _json, os as _os, traceback as _tb
+_msg = {{}}
 try:
+    {setup}
     from gilfree._worker import timed as _timed, ready as _ready
-    _ready({kernel!r})
+    _kernel = {kernel}
+    _ready(_kernel)
+except BaseException as _exc:  # this interpreter cannot load the kernel
+    _msg = {{"unsupported": type(_exc).__name__ + ": " + str(_exc) + "\\n" + _tb.format_exc()}}
+else:
     _os.write({out}, b"ready\\n")
-    if _os.read({go}, 1) == b"g":
-        _msg = {{"ok": list(_timed({kernel!r}, {n}, {since}))}}
-    else:
-        _msg = {{"abandoned": True}}
-except BaseException as _exc:
-    _msg = {{"error": type(_exc).__name__ + ": " + str(_exc) + "\\n" + _tb.format_exc()}}
-    try:  # stop the other workers: the cancel generation is process-wide
-        from gilfree._countdown import cancel_running as _cancel
-        _cancel()
-    except BaseException:
-        pass
+    _meter = None
+    try:
+        if _os.read({go}, 1) == b"g":
+            if {meter}:
+                from gilfree.meter import GILMeter as _GILMeter
+                _meter = _GILMeter().start()
+            _msg = {{"ok": list(_timed(_kernel, {n}, {since}))}}
+        else:
+            _msg = {{"abandoned": True}}
+    except BaseException as _exc:
+        _msg = {{"error": type(_exc).__name__ + ": " + str(_exc) + "\\n" + _tb.format_exc()}}
+        try:  # stop the other workers: the cancel generation is process-wide
+            from gilfree._countdown import cancel_running as _cancel
+            _cancel()
+        except BaseException:
+            pass
+    finally:
+        if _meter is not None:  # its probe thread must end before the interpreter
+            _msg["gil"] = _meter.stop().__dict__
 _os.write({out}, (_json.dumps(_msg) + "\\n").encode())
 """
+
+
+def _interp_source(kernel: Kernel) -> tuple[str, str]:
+    """(setup statement, expression for the kernel) in a subinterpreter's code.
+
+    A registered kernel is named; any other is unpickled there, after this
+    process's ``sys.path`` is handed over so its module can be imported."""
+    ref = _ref(kernel)
+    if isinstance(ref, str):
+        return "pass", repr(ref)
+    payload = _pickled(kernel, "a subinterpreter")
+    setup = f"import sys as _sys; _sys.path[:] = {sys.path!r}"
+    return setup, f"__import__('pickle').loads({payload!r})"
 
 
 class InterpretersBackend(Backend):
     name = "interpreters"
     description = "N subinterpreters, each with its own GIL, each driven by its own thread"
+    gil_meter = "per-worker"
 
     def availability(self) -> str | None:
         if sys.version_info < (3, 12):
@@ -399,7 +476,16 @@ class InterpretersBackend(Backend):
     def unsupported_reason(self, kernel: Kernel) -> str | None:
         return None if kernel.subinterpreters else kernel.unsupported_reason
 
-    def _run(self, kernel: Kernel, chunks: list[int], **options: Any) -> RunTiming:
+    def metered_run(self, kernel: Kernel, chunks: Sequence[int], **options: Any) -> RunTiming:
+        """:meth:`run` with a contention meter inside every subinterpreter (each
+        has its own GIL); the reading pools them, time-weighted."""
+        self._check(kernel, chunks, options)
+        return self._run(kernel, list(chunks), meter=True, **options)
+
+    def _run(
+        self, kernel: Kernel, chunks: list[int], meter: bool = False, **options: Any
+    ) -> RunTiming:
+        setup, kernel_expr = _interp_source(kernel)  # before anything is created
         api = _Interpreters()
         count = len(chunks)
         go_r, go_w = os.pipe()
@@ -411,7 +497,13 @@ class InterpretersBackend(Backend):
 
         def drive(i: int, interp: Any) -> None:
             code = _INTERP_CODE.format(
-                kernel=kernel.name, n=chunks[i], since=since, out=outs[i][1], go=go_r
+                setup=setup,
+                kernel=kernel_expr,
+                n=chunks[i],
+                since=since,
+                out=outs[i][1],
+                go=go_r,
+                meter=meter,
             )
             try:
                 error = api.run(interp, code)
@@ -437,7 +529,7 @@ class InterpretersBackend(Backend):
             for i in range(count):
                 msg = readers[i].readline()
                 if msg.strip() != b"ready":
-                    raise WorkerError(f"interpreter {i} failed to start: {_error_of(msg)}", i)
+                    _not_ready(i, msg)
             os.write(go_w, b"g" * count)
             released = True
             t_ready = time.perf_counter_ns()
@@ -464,14 +556,23 @@ class InterpretersBackend(Backend):
         if failed:
             i, error = _cause(failed, lambda text: text.startswith("Cancelled"))
             raise WorkerError(f"interpreter {i} raised {error}", i)
-        return _timing(t0, t_ready, t_done, [WorkerStamp(*r["ok"]) for r in replies])
+        timing = _timing(t0, t_ready, t_done, [WorkerStamp(*r["ok"]) for r in replies])
+        if meter:
+            gil = GILReading.pooled(GILReading(**r["gil"]) for r in replies)
+            timing = replace(timing, gil=gil)
+        return timing
 
 
-def _error_of(msg: bytes) -> str:
+def _not_ready(i: int, msg: bytes) -> None:
+    """Raise for a subinterpreter that did not reach the start line: it could
+    not load the kernel (UnsupportedError) or it failed outright."""
     try:
-        return str(json.loads(msg).get("error", msg))
-    except (ValueError, AttributeError):
-        return repr(msg) if msg else "it exited without a word"
+        reply = json.loads(msg)
+    except ValueError:
+        reply = {"error": repr(msg) if msg else "it exited without a word"}
+    if "unsupported" in reply:
+        raise UnsupportedError(f"it cannot be loaded in a subinterpreter: {reply['unsupported']}")
+    raise WorkerError(f"interpreter {i} failed to start: {reply.get('error', reply)}", i)
 
 
 # ----------------------------------------------------------------------- executors
@@ -494,10 +595,14 @@ class ExecutorBackend(Backend):
             )
         self.executor = executor
         self.name = f"executor:{type(executor).__name__}"
+        # A thread pool of this process shares its GIL (and cancel generation).
+        if isinstance(executor, concurrent.futures.ThreadPoolExecutor):
+            self.gil_meter = "shared"
 
     def _run(self, kernel: Kernel, chunks: list[int], **options: Any) -> RunTiming:
         t0 = time.perf_counter_ns()
-        warm = [self.executor.submit(ready, kernel.name) for _ in chunks]
+        ref = _ref(kernel)
+        warm = [self.executor.submit(ready, ref) for _ in chunks]
         _results(warm)
         t_ready = time.perf_counter_ns()
         # Margin: twice the warm-up round, at least 20 ms, for the tasks to be
@@ -505,9 +610,8 @@ class ExecutorBackend(Backend):
         go_ns = time.perf_counter_ns() + max(20_000_000, 2 * (t_ready - t0))
         # The cancel generation is per process: hand it over only where the
         # tasks run in this one.
-        in_process = isinstance(self.executor, concurrent.futures.ThreadPoolExecutor)
-        since = cancel_generation() if in_process else None
-        futures = [self.executor.submit(timed_at, kernel.name, n, go_ns, since) for n in chunks]
+        since = cancel_generation() if self.gil_meter == "shared" else None
+        futures = [self.executor.submit(timed_at, ref, n, go_ns, since) for n in chunks]
         stamps = _results(futures)
         t_done = time.perf_counter_ns()
         return _timing(t0, t_ready, t_done, stamps)

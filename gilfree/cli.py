@@ -318,8 +318,9 @@ def _report(
         console.print(f"  ({i}) {reason}")
     console.print(
         "  span: first worker start to last worker end, median of repeats; speedup: serial "
-        "time for the same work / span; start-up: creating the workers; classic: start-up + "
-        "work, as timed in the classic article"
+        "time for the same work / span; busy CPUs: CPU time / span; GIL wait: share of time "
+        "a probe thread waited for the GIL during an untimed run (threads, interpreters); "
+        "start-up: creating the workers; classic: start-up + work, as timed in the classic article"
     )
     for r in results:
         if r.warning:

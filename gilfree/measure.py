@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 from gilfree.backends import Backend, RunTiming, UnsupportedError, get_backend
 from gilfree.kernels import MAX_N, Kernel, check_count, get_kernel
+from gilfree.meter import GILReading
 
 __all__ = [
     "Context",
@@ -148,7 +149,10 @@ class Result:
     ``runs`` are the timed repeats (warm-ups are kept apart in ``warmups``);
     ``baseline_s`` are the spans of the serial run of the same kernel doing the
     same total work in one thread. ``status`` is ``"ok"`` or ``"unsupported"``
-    (then ``reason`` says why and there are no runs).
+    (then ``reason`` says why and there are no runs). ``gil`` is the GIL
+    contention read during one untimed run (the first warm-up, or an extra run
+    when there are none) on backends whose workers share or own a GIL
+    (threads, interpreters); None elsewhere.
     """
 
     kernel: str
@@ -163,6 +167,7 @@ class Result:
     warmups: tuple[RunTiming, ...]
     baseline_s: tuple[float, ...]
     context: Context = field(repr=False)
+    gil: GILReading | None = None
 
     @property
     def ok(self) -> bool:
@@ -204,6 +209,13 @@ class Result:
         if not self.runs or self.median_s <= 0:
             return float("nan")
         return self.cpu_median_s / self.median_s
+
+    @property
+    def contention(self) -> float | None:
+        """GIL contention of the metered run (0-1); None where there is no GIL
+        or the backend is not metered, NaN where the run was too short to
+        take a sample."""
+        return None if self.gil is None else self.gil.contention
 
     @property
     def baseline_median_s(self) -> float:
@@ -268,6 +280,7 @@ class Result:
             "speedup": self.speedup,
             "speedup_ci95": [low, high],
             "efficiency": self.efficiency,
+            "contention": self.contention,
             "warning": self.warning,
         }
         return data
@@ -294,8 +307,19 @@ def _measure(
     repeats: int,
     warmups: int,
     options: dict[str, Any],
-) -> tuple[tuple[RunTiming, ...], tuple[RunTiming, ...]]:
-    warm = tuple(backend.run(kernel, chunks, **options) for _ in range(warmups))
+    meter: bool = False,
+) -> tuple[tuple[RunTiming, ...], tuple[RunTiming, ...], GILReading | None]:
+    """Warm-ups, then timed repeats. With ``meter``, the first warm-up (or an
+    extra untimed run) carries the contention meter: timed runs never do."""
+    warm = tuple(
+        backend.metered_run(kernel, chunks, **options)
+        if meter and i == 0
+        else backend.run(kernel, chunks, **options)
+        for i in range(warmups)
+    )
+    gil = warm[0].gil if warm else None
+    if meter and gil is None:
+        gil = backend.metered_run(kernel, chunks, **options).gil
     runs = []
     for _ in range(repeats):
         timing = backend.run(kernel, chunks, **options)
@@ -305,7 +329,7 @@ def _measure(
                 f"iterations instead of {sum(chunks)}"
             )
         runs.append(timing)
-    return warm, tuple(runs)
+    return warm, tuple(runs), gil
 
 
 #: Called before each step with a label and the total number of steps.
@@ -365,7 +389,7 @@ def sweep(
             if total not in baselines:
                 if progress:
                     progress(f"{kernel.name}: serial baseline, n={total:,}", steps)
-                _, base_runs = _measure(serial, kernel, [total], reps, warm, {})
+                _, base_runs, _ = _measure(serial, kernel, [total], reps, warm, {})
                 baselines[total] = tuple(r.span_s for r in base_runs)
             for backend in backend_list:
                 takes_method = "start_method" in backend.options
@@ -389,11 +413,13 @@ def sweep(
                     results.append(cell(status="unsupported", reason=reason, runs=(), warmups=()))
                     continue
                 try:
-                    w, r = _measure(backend, kernel, chunks, reps, warm, options)
+                    w, r, gil = _measure(
+                        backend, kernel, chunks, reps, warm, options, backend.gil_meter is not None
+                    )
                 except UnsupportedError as exc:
                     results.append(cell(status="unsupported", reason=str(exc), runs=(), warmups=()))
                     continue
-                results.append(cell(status="ok", reason="", runs=r, warmups=w))
+                results.append(cell(status="ok", reason="", runs=r, warmups=w, gil=gil))
     return results
 
 

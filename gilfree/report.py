@@ -10,7 +10,6 @@ from typing import Any
 
 from rich.table import Table
 
-from gilfree.kernels import KERNELS
 from gilfree.measure import SPREAD_WARNING, Result
 
 __all__ = [
@@ -18,6 +17,7 @@ __all__ = [
     "table",
     "to_json",
     "unsupported_notes",
+    "verdict",
     "verdicts",
     "write_json",
 ]
@@ -46,6 +46,7 @@ def table(results: Sequence[Result], title: str = "gilfree") -> Table:
         ("speedup [95% CI]", "right"),
         ("effic.", "right"),
         ("busy CPUs", "right"),
+        ("GIL wait", "right"),
         ("start-up", "right"),
         ("classic", "right"),
     ]:
@@ -68,6 +69,7 @@ def table(results: Sequence[Result], title: str = "gilfree") -> Table:
             f"{_x(r.speedup)} [{low:.2f}, {high:.2f}]",
             f"{r.efficiency:.0%}",
             f"{r.busy_cpus:.2f}",
+            r.gil.short() if r.gil is not None else "",
             _s(r.setup_median_s),
             _s(r.total_median_s),
         )
@@ -84,43 +86,49 @@ def _best(results: Sequence[Result], kernel: str, backend: str) -> Result | None
     return max(cells, key=lambda r: r.workers) if cells else None
 
 
-def verdicts(results: Sequence[Result]) -> list[str]:
-    """One line per kernel saying what helped, from its largest worker count.
+def _gil(cell: Result) -> str:
+    """``GIL contention 93%`` / ``no GIL`` / empty where the cell was not metered."""
+    if cell.gil is None:
+        return ""
+    short = cell.gil.short()
+    return short if short == "no GIL" else f"GIL contention {short}"
 
-    Threads at >= 80% efficiency: parallel. Threads at <= 1.15x: GIL-bound,
-    followed by what did help. In between: partial.
+
+def verdict(results: Sequence[Result], kernel: str) -> str:
+    """What helped ``kernel``, in words a person can act on (no name prefix).
+
+    Read from its largest worker count on each backend. Threads at >= 80%
+    efficiency help; at <= 1.15x they are GIL-bound, and the line says what
+    did help instead; in between, partly parallel. The GIL contention reading
+    (when the threads cell was metered) says why.
     """
-    lines = []
-    kernels = list(dict.fromkeys(r.kernel for r in results))
-    for name in kernels:
-        threads = _best(results, name, "threads")
-        others = [
-            f"{b} {_x(c.speedup)}"
-            for b in ("processes", "interpreters")
-            if (c := _best(results, name, b)) is not None
-        ]
-        releases = KERNELS[name].releases_gil if name in KERNELS else False
-        if threads is None:
-            line = f"{name}: " + ("; ".join(others) if others else "no parallel backend ran")
-        elif threads.workers > 1 and threads.efficiency >= 0.8:
-            why = (
-                "releasing the GIL restores parallelism"
-                if releases and threads.context.gil_enabled
-                else "threads run in parallel"
-            )
-            if not threads.context.gil_enabled:
-                why = "no GIL: threads run in parallel"
-            line = f"{name}: threads {_x(threads.speedup)} — {why}"
-        elif threads.speedup <= 1.15:
-            line = f"{name}: threads {_x(threads.speedup)} — GIL-bound"
-            if others:
-                line += "; " + "; ".join(others)
-        else:
-            line = f"{name}: threads {_x(threads.speedup)} — partly parallel"
-            if others:
-                line += "; " + "; ".join(others)
-        lines.append(line)
-    return lines
+    threads = _best(results, kernel, "threads")
+    others = [
+        f"{b} give {_x(c.speedup)}"
+        for b in ("processes", "interpreters")
+        if (c := _best(results, kernel, b)) is not None
+    ]
+    if threads is None:
+        return "; ".join(others) if others else "no parallel backend ran"
+    gil = _gil(threads)
+    speed = f"{_x(threads.speedup)} at {threads.workers} workers"
+    if not threads.context.gil_enabled:
+        return f"no GIL: threads {speed}"
+    if threads.workers > 1 and threads.efficiency >= 0.8:
+        return f"threads help: {speed}" + (f", {gil}" if gil else "")
+    if threads.speedup <= 1.15:
+        line = f"GIL-bound: threads {_x(threads.speedup)}" + (f" ({gil})" if gil else "")
+        advice = [*others, "or release the GIL in the hot loop"]
+    else:
+        line = f"partly parallel: threads {speed}" + (f" ({gil})" if gil else "")
+        advice = others
+    return "; ".join([line, *advice])
+
+
+def verdicts(results: Sequence[Result]) -> list[str]:
+    """One :func:`verdict` line per kernel, prefixed with its name."""
+    kernels = dict.fromkeys(r.kernel for r in results)
+    return [f"{name}: {verdict(results, name)}" for name in kernels]
 
 
 def classic_summary(results: Sequence[Result]) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import multiprocessing
+import subprocess
 import sys
 import threading
 import time
@@ -179,6 +180,26 @@ def test_compiled_module_imports_in_own_gil_subinterpreter() -> None:
     # The Cython directive subinterpreters_compatible=own_gil in action.
     timing = BACKENDS["interpreters"].run(KERNELS["cython-nogil"], [5_000_000])
     assert timing.iterations == 5_000_000
+
+
+@pytest.mark.skipif(not HAS_INTERPRETERS, reason="needs CPython 3.12+ subinterpreters")
+def test_second_interpreter_import_after_the_main_one_does_not_crash() -> None:
+    # Regression: a cdef class in _countdown made this abort the process with
+    # "free(): invalid pointer" (Cython module-state bug). Run in a child so a
+    # crash fails this test with its output instead of killing the suite.
+    code = (
+        "import gilfree._countdown, gilfree.meter\n"
+        "from gilfree.backends import _Interpreters\n"
+        "api = _Interpreters()\n"
+        "for _ in range(3):\n"
+        "    i = api.create()\n"
+        "    err = api.run(i, 'import gilfree.meter; gilfree.meter.GILMeter().start().stop()')\n"
+        "    api.destroy(i)\n"
+        "    assert err is None, err\n"
+        "print('ok')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
 
 
 def test_python_version_is_reported_in_reason_or_backend_runs() -> None:

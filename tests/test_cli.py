@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -49,10 +50,14 @@ def test_run_writes_json(tmp_path, capsys: pytest.CaptureFixture[str]) -> None: 
     )
     assert code == 0
     out = capsys.readouterr().out
-    assert "python: threads" in out  # the verdict line
+    assert re.search(r"^python: .*threads", out, re.M)  # the verdict line
+    assert "GIL wait" in out  # the contention column
     data = json.loads(path.read_text())
     (result,) = data["results"]
     assert result["n"] == 100_000 and len(result["runs"]) == 2
+    # The threads cell was metered (in an extra untimed run: --warmups 0).
+    assert result["gil"]["samples"] >= 0
+    assert result["derived"]["contention"] is None or 0 <= result["derived"]["contention"] <= 1
     assert data["command"][0] == "run"
 
 

@@ -159,12 +159,25 @@ def test_reports_and_json(tmp_path) -> None:  # type: ignore[no-untyped-def]
     assert first["context"]["switch_interval_s"] == sys.getswitchinterval()
 
 
-def fake(kernel: str, backend: str, speedup: float, workers: int = 2) -> Result:
-    """A result with chosen timings, to test the verdict rules exactly."""
+def fake(
+    kernel: str,
+    backend: str,
+    speedup: float,
+    workers: int = 2,
+    contention: float | None = None,
+    gil_enabled: bool = True,
+) -> Result:
+    """A result with chosen timings (and GIL reading), to test the verdict rules exactly."""
+    from dataclasses import replace
+
     from gilfree.backends import RunTiming
+    from gilfree.meter import GILReading
 
     span = 1.0 / speedup
     timing = RunTiming(0.0, span, span, ())
+    gil = None
+    if contention is not None or not gil_enabled:
+        gil = GILReading(gil_enabled, 100, contention or 0.0, 1.0, 0.005, 0.001)
     return Result(
         kernel=kernel,
         backend=backend,
@@ -177,15 +190,32 @@ def fake(kernel: str, backend: str, speedup: float, workers: int = 2) -> Result:
         runs=(timing,),
         warmups=(),
         baseline_s=(1.0,),
-        context=context(),
+        context=replace(context(), gil_enabled=gil_enabled),
+        gil=gil,
     )
 
 
 def test_verdict_rules() -> None:
-    assert verdicts([fake("cython-nogil", "threads", 1.98)]) == [
-        "cython-nogil: threads 1.98x — releasing the GIL restores parallelism"
+    assert verdicts([fake("cython-nogil", "threads", 1.98, contention=0.02)]) == [
+        "cython-nogil: threads help: 1.98x at 2 workers, GIL contention 2%"
     ]
-    assert verdicts([fake("python", "threads", 1.02), fake("python", "processes", 1.95)]) == [
-        "python: threads 1.02x — GIL-bound; processes 1.95x"
+    assert verdicts(
+        [
+            fake("python", "threads", 1.02, contention=0.93),
+            fake("python", "processes", 1.95),
+        ]
+    ) == [
+        "python: GIL-bound: threads 1.02x (GIL contention 93%); processes give 1.95x; "
+        "or release the GIL in the hot loop"
     ]
-    assert "partly parallel" in verdicts([fake("numpy", "threads", 1.4)])[0]
+    partly = verdicts([fake("numpy", "threads", 1.4, contention=0.3)])[0]
+    assert partly == "numpy: partly parallel: threads 1.40x at 2 workers (GIL contention 30%)"
+    # Not metered (an executor of processes, say): the verdict leaves the reading out.
+    assert verdicts([fake("python", "threads", 1.9)]) == [
+        "python: threads help: 1.90x at 2 workers"
+    ]
+    # A free-threaded build with the GIL off: say so, never a contention number.
+    assert verdicts([fake("python", "threads", 1.9, gil_enabled=False)]) == [
+        "python: no GIL: threads 1.90x at 2 workers"
+    ]
+    assert verdicts([fake("python", "processes", 1.9)]) == ["python: processes give 1.90x"]
