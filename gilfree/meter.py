@@ -8,9 +8,16 @@ number of samples behind it:
 
 - near 0: the GIL is free most of the time (idle, or the busy threads release
   it, as ``cython-nogil`` does); more threads can run Python in parallel;
-- high (0.8 and up): some thread holds the GIL nearly all the time; any other
-  Python thread of the interpreter waits for it. One busy pure-Python thread
-  reads high too: it is the GIL's load, what a new thread would meet.
+- high (two or more threads that hold the GIL read 0.8 and up): some thread
+  holds the GIL nearly all the time, and any other Python thread of the
+  interpreter waits for it. One busy pure-Python thread reads high too
+  (about 0.7 at the default interval): the probe waits up to a switch
+  interval each time it asks. That is the GIL's load, what a new thread
+  would meet.
+
+The reading depends on the interval: the shorter it is, the closer the
+reading comes to the share of time the GIL is busy, and the more hand-overs
+the probe forces on the measured threads.
 
 The GIL measured is the one of the interpreter that starts the meter (each
 subinterpreter with its own GIL needs its own meter). On a free-threaded build
@@ -36,10 +43,13 @@ from gilfree._countdown import gil_probe
 
 __all__ = ["DEFAULT_INTERVAL", "GILMeter", "GILReading", "gil_enabled"]
 
-#: Seconds between two probes. Each probe that finds the GIL busy forces one
-#: GIL hand-over after the switch interval (5 ms), so the cost to the measured
-#: work stays far below 1% (see bench/test_bench_meter.py).
-DEFAULT_INTERVAL = 0.001
+#: Seconds between two probes. Two threads that hold the GIL make each probe
+#: wait at least a switch interval S (5 ms), so they read at least
+#: S / (interval + S): 0.71 at 2 ms, but only 0.5 at 5 ms, right on the line
+#: between "contended" and not. Each wake-up of the probe costs the measured
+#: work about 7-18 us when every CPU is busy (bench/test_bench_meter.py): about
+#: 0.3-0.9% at 2 ms, and up to 2% at 1 ms.
+DEFAULT_INTERVAL = 0.002
 
 
 def gil_enabled() -> bool:
@@ -128,8 +138,9 @@ class GILMeter:
     ----------
     interval
         Seconds the probe sleeps between two requests for the GIL
-        (default 1 ms). Shorter: more samples, more hand-overs forced on the
-        measured threads.
+        (default 2 ms). Shorter: more samples and a reading closer to the
+        share of time the GIL is busy, but more hand-overs forced on the
+        measured threads and more wake-ups taking a CPU from them.
     """
 
     def __init__(self, interval: float = DEFAULT_INTERVAL) -> None:
