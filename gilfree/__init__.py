@@ -27,6 +27,7 @@ from gilfree.meter import GILMeter, GILReading
 
 if TYPE_CHECKING:
     from gilfree.backends import BACKENDS, Backend, WorkerError
+    from gilfree.checker import CheckReport, check, check_call
     from gilfree.measure import Result, run, sweep
 
 __version__ = "0.1.0"
@@ -37,6 +38,7 @@ __all__ = [
     "MAX_N",
     "Backend",
     "Cancelled",
+    "CheckReport",
     "GILMeter",
     "GILReading",
     "Kernel",
@@ -45,6 +47,8 @@ __all__ = [
     "WorkerError",
     "__version__",
     "cancel_running",
+    "check",
+    "check_call",
     "countdown",
     "run",
     "sweep",
@@ -57,6 +61,9 @@ _LAZY = {
     "BACKENDS": "gilfree.backends",
     "Backend": "gilfree.backends",
     "WorkerError": "gilfree.backends",
+    "CheckReport": "gilfree.checker",
+    "check": "gilfree.checker",
+    "check_call": "gilfree.checker",
     "Result": "gilfree.measure",
     "run": "gilfree.measure",
     "sweep": "gilfree.measure",

@@ -428,7 +428,10 @@ else:
         else:
             _msg = {{"abandoned": True}}
     except BaseException as _exc:
-        _msg = {{"error": type(_exc).__name__ + ": " + str(_exc) + "\\n" + _tb.format_exc()}}
+        # An ImportError here means a module cannot be loaded in a subinterpreter
+        # (NumPy refuses own-GIL ones): the kernel cannot run here, it did not fail.
+        _kind = "unsupported" if isinstance(_exc, ImportError) else "error"
+        _msg = {{_kind: type(_exc).__name__ + ": " + str(_exc) + "\\n" + _tb.format_exc()}}
         try:  # stop the other workers: the cancel generation is process-wide
             from gilfree._countdown import cancel_running as _cancel
             _cancel()
@@ -552,6 +555,11 @@ class InterpretersBackend(Backend):
                 f.close()
             for fd in (go_r, go_w, *(w for _, w in outs)):
                 os.close(fd)
+        unsupported = [r["unsupported"] for r in replies if "unsupported" in r]
+        if unsupported:
+            raise UnsupportedError(
+                f"it cannot run in a subinterpreter: {_headline(unsupported[0])}"
+            )
         failed = [(i, str(r.get("error", r))) for i, r in enumerate(replies) if "ok" not in r]
         if failed:
             i, error = _cause(failed, lambda text: text.startswith("Cancelled"))
@@ -563,6 +571,12 @@ class InterpretersBackend(Backend):
         return timing
 
 
+def _headline(error: str) -> str:
+    """``Type: message`` of an error text that may go on with a traceback:
+    one line, for a table's note on an unsupported cell."""
+    return error.split("\n", 1)[0]
+
+
 def _not_ready(i: int, msg: bytes) -> None:
     """Raise for a subinterpreter that did not reach the start line: it could
     not load the kernel (UnsupportedError) or it failed outright."""
@@ -571,7 +585,9 @@ def _not_ready(i: int, msg: bytes) -> None:
     except ValueError:
         reply = {"error": repr(msg) if msg else "it exited without a word"}
     if "unsupported" in reply:
-        raise UnsupportedError(f"it cannot be loaded in a subinterpreter: {reply['unsupported']}")
+        raise UnsupportedError(
+            f"it cannot be loaded in a subinterpreter: {_headline(reply['unsupported'])}"
+        )
     raise WorkerError(f"interpreter {i} failed to start: {reply.get('error', reply)}", i)
 
 

@@ -7,15 +7,16 @@ cell is unsupported in ``run``), 2 bad arguments, 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from gilfree.backends import BACKENDS, WorkerError, iter_available
 from gilfree.kernels import KERNELS, MAX_N, check_count
-from gilfree.measure import MAX_WORKERS, Result, context, sweep
+from gilfree.measure import MAX_WORKERS, ProgressHook, Result, context, sweep
 
 DEMO_SECONDS = 0.25
 
@@ -117,10 +118,55 @@ def parse_json_path(text: str) -> str:
     return text
 
 
+def parse_target(text: str) -> Any:
+    """``module:function`` -> the callable (imported now, so that a bad name
+    fails before any measurement)."""
+    from gilfree.checker import ResolveError, resolve
+
+    try:
+        return resolve(text)
+    except ResolveError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def parse_call_args(items: Sequence[str]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """The function's arguments from the command line.
+
+    Each item is evaluated as a Python expression without builtins
+    (``10**8``, ``b'x'*2**20``, ``[1, 2]``, ``'text'``); an item that is not
+    one is passed as the string itself (``data.csv``). ``name=value`` is a
+    keyword argument, its value read the same way.
+    """
+    args: list[Any] = []
+    kwargs: dict[str, Any] = {}
+    for item in items:
+        m = re.fullmatch(r"([A-Za-z_]\w*)=(.*)", item, re.S)
+        if m:
+            kwargs[m.group(1)] = _value(m.group(2))
+        else:
+            args.append(_value(item))
+    return tuple(args), kwargs
+
+
+def _value(text: str) -> Any:
+    try:
+        return eval(text, {"__builtins__": {}}, {})  # the user's own command line
+    except Exception:
+        return text
+
+
 # ------------------------------------------------------------------------ parser
 
 
-def _common(p: argparse.ArgumentParser) -> None:
+def _common(p: argparse.ArgumentParser, sizing: bool = True) -> None:
+    """Options shared by the measuring commands (``sizing``: -n, --seconds and
+    --scaling, which ``check`` does not take)."""
+    if sizing:
+        _sizing(p)
+    _repeats(p)
+
+
+def _sizing(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "-n",
         type=parse_count,
@@ -142,6 +188,9 @@ def _common(p: argparse.ArgumentParser) -> None:
         default="strong",
         help="strong: split n across workers (the classic experiment); weak: n per worker",
     )
+
+
+def _repeats(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--repeats",
         type=_bounded("--repeats", 1, 1000),
@@ -236,6 +285,46 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(sw)
 
+    ck = sub.add_parser(
+        "check",
+        help="would threads help my function? module:function [ARG ...]",
+        description="Run your function serially and on threads, processes and (CPython "
+        "3.12+) subinterpreters, with the GIL contention meter on, and say what helps. "
+        "Weak scaling: each worker calls it --calls times per round; the serial baseline "
+        "makes all those calls in one thread.",
+        epilog="ARG: a Python expression (10**8, b'x'*2**24, [1, 2], 'text'; no builtins) "
+        "or, if it is not one, the string itself; name=value passes a keyword argument. "
+        "Example: gilfree check hashlib:sha256 \"b'x'*2**24\" -w 2",
+    )
+    ck.add_argument(
+        "target",
+        type=parse_target,
+        metavar="module:function",
+        help="the callable to check, importable from the current folder or PYTHONPATH",
+    )
+    ck.add_argument("call_args", nargs="*", metavar="ARG", help="arguments for the function")
+    ck.add_argument(
+        "-w",
+        "--workers",
+        type=parse_worker_count,
+        default=2,
+        help=f"workers calling it at once, 1 to {MAX_WORKERS} (default 2)",
+    )
+    ck.add_argument(
+        "--calls",
+        type=_bounded("--calls", 1, 10**9),
+        default=1,
+        help="calls per worker per round (default 1); raise it for a fast function",
+    )
+    ck.add_argument(
+        "-b",
+        "--backends",
+        type=_names(BACKENDS, "backend"),
+        default=[b for b in BACKENDS if b != "serial"],
+        help="comma-separated backends or 'all' (default: threads,processes,interpreters)",
+    )
+    _common(ck, sizing=False)
+
     info = sub.add_parser(
         "info",
         help="this Python: build, GIL, switch interval, CPUs, available backends",
@@ -248,9 +337,9 @@ def build_parser() -> argparse.ArgumentParser:
 # ----------------------------------------------------------------------- commands
 
 
-def _measure(
-    args: argparse.Namespace, kernels: list[str], backends: list[str], workers: list[int]
-) -> list[Result]:
+@contextlib.contextmanager
+def _progress(args: argparse.Namespace) -> Iterator[ProgressHook]:
+    """A rich progress bar on stderr (when it is a terminal), as a sweep hook."""
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -279,7 +368,14 @@ def _measure(
             progress.update(task, description=label, total=steps)
             progress.refresh()
 
-        results = sweep(
+        yield hook
+
+
+def _measure(
+    args: argparse.Namespace, kernels: list[str], backends: list[str], workers: list[int]
+) -> list[Result]:
+    with _progress(args) as hook:
+        return sweep(
             kernels,
             backends,
             workers,
@@ -291,7 +387,6 @@ def _measure(
             start_method=args.start_method,
             progress=hook,
         )
-    return results
 
 
 class _Usage(Exception):
@@ -299,8 +394,15 @@ class _Usage(Exception):
 
 
 def _report(
-    args: argparse.Namespace, results: list[Result], title: str, classic: bool = False
+    args: argparse.Namespace,
+    results: Sequence[Result],
+    title: str,
+    classic: bool = False,
+    warnings: Sequence[str] = (),
+    **meta: Any,
 ) -> None:
+    """Table, notes, warnings and verdicts to the terminal; JSON if asked
+    (``meta`` goes into the JSON beside the results)."""
     from rich.console import Console
 
     from gilfree import report
@@ -322,14 +424,13 @@ def _report(
         "a probe thread waited for the GIL during an untimed run (threads, interpreters); "
         "start-up: creating the workers; classic: start-up + work, as timed in the classic article"
     )
-    for r in results:
-        if r.warning:
-            console.print(f"[yellow]warning:[/yellow] {r.warning}")
+    for note in [*warnings, *(r.warning for r in results if r.warning)]:
+        console.print(f"[yellow]warning:[/yellow] {note}")
     console.print()
     for line in report.verdicts(results):
         console.print(line)
     if args.json:
-        data = report.to_json(results, command=args.argv)  # each result has its context
+        data = report.to_json(results, command=args.argv, **meta)  # results carry context
         report.write_json(data, args.json)
 
 
@@ -360,6 +461,44 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_sweep(args: argparse.Namespace) -> int:
     results = _measure(args, args.kernels, args.backends, args.workers)
     _report(args, results, f"sweep: workers {','.join(map(str, args.workers))}")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    import traceback
+
+    from gilfree.checker import as_kernel, check_call
+
+    call_args, call_kwargs = parse_call_args(args.call_args)
+    name = as_kernel(args.target).name
+    try:
+        with _progress(args) as hook:
+            result = check_call(
+                args.target,
+                call_args,
+                call_kwargs,
+                workers=args.workers,
+                calls=args.calls,
+                repeats=args.repeats,
+                warmups=args.warmups,
+                backends=args.backends,
+                start_method=args.start_method,
+                progress=hook,
+            )
+    except (KeyboardInterrupt, WorkerError):
+        raise
+    except Exception:  # the function itself raised: its traceback is the answer
+        print(f"gilfree check: {name} raised; the check stopped.", file=sys.stderr)
+        traceback.print_exc()
+        return 1
+    own = [w for w in result.warnings if not any(w == r.warning for r in result.results)]
+    _report(
+        args,
+        result.results,
+        f"check: {name} on {args.workers} workers, {args.calls} call(s) each per round",
+        warnings=own,
+        check={"function": name, "calls": result.calls, "verdict": result.verdict},
+    )
     return 0
 
 
@@ -398,7 +537,13 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"demo": cmd_demo, "run": cmd_run, "sweep": cmd_sweep, "info": cmd_info}
+COMMANDS = {
+    "demo": cmd_demo,
+    "run": cmd_run,
+    "sweep": cmd_sweep,
+    "check": cmd_check,
+    "info": cmd_info,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -48,7 +48,7 @@ MAX_N: int = _countdown.MAX_N
 Cancelled = _countdown.Cancelled
 cancel_running = _countdown.cancel_running
 
-GILUse = Literal["held", "released", "switched", "between-calls"]
+GILUse = Literal["held", "released", "switched", "between-calls", "unknown"]
 
 
 def check_count(value: object, name: str = "n", minimum: int = 0, maximum: int = MAX_N) -> int:
@@ -116,7 +116,9 @@ class Kernel:
         How the GIL is used: ``"held"`` (never released), ``"released"``
         (released for the whole count), ``"switched"`` (held, but the
         interpreter hands it over every switch interval) or
-        ``"between-calls"`` (released inside each NumPy call, held between).
+        ``"between-calls"`` (released inside each NumPy call, held between);
+        ``"unknown"`` for a user's function (:func:`gilfree.check` measures it;
+        ``releases_gil`` is then False, meaning "not promised").
     description
         One line for tables and ``--help``.
     subinterpreters

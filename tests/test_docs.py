@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-MODULES = ["gilfree", "gilfree.kernels", "gilfree.measure"]
+MODULES = ["gilfree", "gilfree.kernels", "gilfree.measure", "gilfree.meter", "gilfree.checker"]
 
 
 def test_readme_examples() -> None:

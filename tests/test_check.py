@@ -1,0 +1,229 @@
+"""`gilfree check` and gilfree.check(): the user's own function on every backend.
+
+The verdicts are asserted on functions whose GIL behaviour is not in doubt
+(time.sleep releases it; a Python loop holds it), with the issue's wide
+margins; a 2-CPU machine is enough for both.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import userfuncs
+from conftest import live_children
+
+import gilfree
+from gilfree import check, check_call
+from gilfree.backends import BACKENDS
+from gilfree.checker import Calls, ResolveError, as_kernel, resolve
+from gilfree.cli import main, parse_call_args
+from gilfree.measure import calibrate
+
+HAS_INTERPRETERS = BACKENDS["interpreters"].availability() is None
+TESTS = Path(__file__).resolve().parent
+
+
+def test_calls_runs_the_function_n_times() -> None:
+    seen: list[int] = []
+    calls = Calls(seen.append, (7,))
+    assert calls(3) == 3
+    assert seen == [7, 7, 7]
+    assert Calls(dict, (), {"a": 1})(2) == 2
+
+
+def test_as_kernel_names_the_function_and_refuses_non_callables() -> None:
+    kernel = as_kernel(userfuncs.spin, (10,))
+    assert kernel.name == "userfuncs:spin"
+    assert kernel.gil == "unknown" and not kernel.cancellable
+    assert kernel(4) == 4  # four calls
+    with pytest.raises(TypeError, match="must be callable"):
+        as_kernel(42)  # type: ignore[arg-type]
+
+
+def test_a_function_that_releases_the_gil_gets_threads_help() -> None:
+    report = check_call(userfuncs.nap, (0.1,), repeats=3, backends=["threads", "processes"])
+    assert report.function == "userfuncs:nap"
+    threads = next(r for r in report.results if r.backend == "threads")
+    assert threads.ok and threads.speedup > 1.6
+    assert threads.contention is not None and threads.contention < 0.1
+    assert report.verdict.startswith("threads help: ")
+    assert "GIL contention" in report.verdict
+    assert 0.09 < report.serial_call_s < 0.2
+
+
+def test_a_gil_bound_function_is_called_gil_bound_with_what_helps() -> None:
+    # About 0.25 s of pure Python per call, 5 repeats: shorter calls let the
+    # noise of a shared 2-CPU machine decide between "GIL-bound" and "partly".
+    n = calibrate("python", 0.25)
+    report = check_call(userfuncs.spin, (n,), repeats=5, backends=["threads", "processes"])
+    threads = next(r for r in report.results if r.backend == "threads")
+    assert threads.speedup < 1.3
+    assert threads.contention is not None and threads.contention > 0.5
+    assert report.verdict.startswith("GIL-bound: threads ")
+    assert "processes give" in report.verdict
+    assert report.verdict.endswith("or release the GIL in the hot loop")
+
+
+def test_check_passes_every_argument_to_the_function() -> None:
+    report = check(userfuncs.count_nogil, 1000, kernel="cython-gil")
+    assert len(report.results) == len(("threads", "processes", "interpreters"))
+    assert report.calls == 1
+    assert all(r.n == 1 for r in report.results)
+
+
+def test_weak_scaling_counts_every_call() -> None:
+    report = check_call(userfuncs.count_nogil, (10,), workers=3, calls=4, repeats=1)
+    for r in report.results:
+        if r.ok:
+            assert r.scaling == "weak"
+            assert [w.iterations for w in r.runs[0].workers] == [4, 4, 4]
+
+
+def test_a_function_that_raises_stops_the_check_with_its_traceback() -> None:
+    with pytest.raises(ValueError, match="boom") as info:
+        check(userfuncs.boom, 1, x=2)
+    frames = [f.name for f in info.traceback]
+    assert "boom" in frames  # the function's own frame is in the traceback
+    assert live_children() == []
+
+
+def test_an_unpicklable_callable_gets_an_unsupported_cell_and_the_rest_runs() -> None:
+    backends = ["threads", "processes", "interpreters"]
+    report = check_call(lambda: None, repeats=1, backends=backends, start_method="spawn")
+    by = {r.backend: r for r in report.results}
+    assert by["threads"].ok
+    assert not by["processes"].ok and "cannot be pickled" in by["processes"].reason
+    assert not by["interpreters"].ok  # unpicklable, or no subinterpreters before 3.12
+    assert live_children() == []
+
+
+@pytest.mark.skipif(not HAS_INTERPRETERS, reason="needs CPython 3.12+ subinterpreters")
+def test_a_function_that_cannot_run_in_a_subinterpreter_gets_a_cell_saying_so() -> None:
+    report = check_call(userfuncs.needs_numpy, (1000,), repeats=1)
+    by = {r.backend: r for r in report.results}
+    assert by["threads"].ok and by["processes"].ok
+    assert not by["interpreters"].ok
+    assert "cannot run in a subinterpreter" in by["interpreters"].reason
+    assert "ImportError" in by["interpreters"].reason or "numpy" in by["interpreters"].reason
+
+
+@pytest.mark.skipif(not HAS_INTERPRETERS, reason="needs CPython 3.12+ subinterpreters")
+def test_an_importable_function_runs_in_subinterpreters() -> None:
+    report = check_call(userfuncs.spin, (300_000,), repeats=1, backends=["interpreters"])
+    (cell,) = report.results
+    assert cell.ok, cell.reason
+    assert cell.gil is not None  # one meter per subinterpreter
+
+
+def test_too_short_calls_are_flagged() -> None:
+    report = check_call(userfuncs.count_nogil, (10,), repeats=1, backends=["threads"])
+    assert "too short to judge" in report.warnings[0]
+    assert "calls=N" in report.warnings[0]
+
+
+def test_report_prints_table_and_verdict_and_serialises() -> None:
+    report = check_call(userfuncs.nap, (0.02,), repeats=1, backends=["threads"])
+    text = str(report)
+    assert "check: userfuncs:nap" in text
+    assert text.splitlines()[-1] == f"userfuncs:nap: {report.verdict}"
+    data = report.to_dict()
+    json.dumps(data, default=str)
+    assert data["verdict"] == report.verdict and data["calls"] == 1
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        ("userfuncs", "not of the form module:function"),
+        ("userfuncs:", "not of the form"),
+        ("no_such_module_xyz:f", "no module named 'no_such_module_xyz'"),
+        ("userfuncs:nope", "'userfuncs' has no attribute 'nope'"),
+        ("userfuncs:spin.deeper", "'userfuncs:spin' has no attribute 'deeper'"),
+        ("userfuncs:NOT_CALLABLE", "is a int, not a callable"),
+    ],
+)
+def test_resolve_errors_say_what_is_wrong(target: str, message: str) -> None:
+    with pytest.raises(ResolveError, match=message):
+        resolve(target)
+
+
+def test_resolve_finds_dotted_attributes() -> None:
+    assert resolve("os.path:join") is os.path.join
+    assert resolve("userfuncs:spin") is userfuncs.spin
+
+
+def test_command_line_arguments_are_python_values_or_strings() -> None:
+    args, kwargs = parse_call_args(["10**3", "b'x'*3", "[1, 2]", "data.csv", "k='v'", "m=2"])
+    assert args == (1000, b"xxx", [1, 2], "data.csv")
+    assert kwargs == {"k": "v", "m": 2}
+    assert parse_call_args(["open"]) == (("open",), {})  # no builtins: a plain string
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        ("nosuchmod_abc:f", "no module named 'nosuchmod_abc'"),
+        ("os:nope", "'os' has no attribute 'nope'"),
+        ("os:sep", "is a str, not a callable"),
+        ("os", "not of the form module:function"),
+    ],
+)
+def test_cli_resolution_errors_are_one_line_and_exit_2(
+    target: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["check", target])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert "Traceback" not in err
+    assert len([line for line in err.splitlines() if "error:" in line]) == 1
+
+
+def test_cli_check_prints_a_verdict_and_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "check.json"
+    code = main(
+        ["check", "userfuncs:nap", "0.05", "-b", "threads", "--repeats", "2", "--json", str(out)]
+    )
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "userfuncs:nap: threads help:" in text
+    data = json.loads(out.read_text())
+    assert data["check"]["function"] == "userfuncs:nap"
+    assert data["check"]["verdict"].startswith("threads help")
+    assert data["results"][0]["derived"]["contention"] is not None
+
+
+def test_cli_check_of_a_raising_function_exits_1_with_its_traceback(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["check", "userfuncs:boom", "1", "-b", "threads"]) == 1
+    err = capsys.readouterr().err
+    assert "userfuncs:boom raised" in err
+    assert "Traceback" in err and "ValueError: boom" in err
+
+
+def test_cli_check_in_a_subprocess_from_the_users_folder() -> None:
+    # As a user runs it: the module sits in the current folder.
+    proc = subprocess.run(
+        [sys.executable, "-m", "gilfree", "check", "userfuncs:spin", "10**5", "--repeats", "1"],
+        cwd=TESTS,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": ""},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "userfuncs:spin: " in proc.stdout
+
+
+def test_check_is_public() -> None:
+    assert gilfree.check is check and callable(gilfree.check)
+    assert {"check", "check_call", "CheckReport"} <= set(gilfree.__all__)
