@@ -8,6 +8,6 @@ from gilfree.measure import context
 def describe() -> str:
     c = context()
     gil = "GIL enabled" if c.gil_enabled else "GIL disabled"
-    cpus = len(c.cpu_affinity) if c.cpu_affinity else c.cpu_count
+    cpus = c.cpus_available
     python = f"{c.implementation} {c.python} ({gil})"
     return f"{c.processor}, {cpus} CPUs available; {python}; {c.platform}"

@@ -108,6 +108,23 @@ def parse_json_path(text: str) -> str:
     before any long measurement)."""
     if text == "-":
         return text
+    return _writable(text)
+
+
+def parse_plot_path(text: str) -> str:
+    """A writable ``.png`` or ``.svg`` path, with matplotlib importable: all
+    checked before the sweep starts, not after it."""
+    from gilfree.report import PlotUnavailableError, plot_format, require_matplotlib
+
+    try:
+        plot_format(text)
+        require_matplotlib()
+    except (ValueError, PlotUnavailableError) as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return _writable(text)
+
+
+def _writable(text: str) -> str:
     folder = os.path.dirname(os.path.abspath(text)) or "."
     if os.path.isdir(text):
         raise argparse.ArgumentTypeError(f"{text!r} is a directory; give a file path")
@@ -282,6 +299,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=parse_workers,
         default=[1, 2],
         help="comma-separated worker counts (default 1,2)",
+    )
+    sw.add_argument(
+        "--plot",
+        type=parse_plot_path,
+        metavar="PATH",
+        help="draw speedup against workers, one line per kernel x backend, to PATH "
+        '(.png or .svg; needs matplotlib: pip install "gilfree[plot]")',
     )
     _common(sw)
 
@@ -461,6 +485,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_sweep(args: argparse.Namespace) -> int:
     results = _measure(args, args.kernels, args.backends, args.workers)
     _report(args, results, f"sweep: workers {','.join(map(str, args.workers))}")
+    if args.plot:
+        from gilfree import report
+
+        if any(r.ok for r in results):
+            report.plot(results, args.plot)
+            print(f"plot written to {args.plot}", file=sys.stderr)
+        else:
+            print("gilfree: no cell ran, so there is nothing to plot", file=sys.stderr)
+            return 1
     return 0
 
 

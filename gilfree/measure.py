@@ -101,6 +101,11 @@ class Context:
     gilfree: str
     timestamp: str
 
+    @property
+    def cpus_available(self) -> int:
+        """CPUs this process may run on (its affinity), else the CPU count."""
+        return len(self.cpu_affinity) if self.cpu_affinity else (self.cpu_count or 1)
+
 
 def _cpu_model() -> str:
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -13,7 +14,10 @@ from rich.table import Table
 from gilfree.measure import SPREAD_WARNING, Result
 
 __all__ = [
+    "PLOT_FORMATS",
+    "PlotUnavailableError",
     "classic_summary",
+    "plot",
     "table",
     "to_json",
     "unsupported_notes",
@@ -97,10 +101,12 @@ def _gil(cell: Result) -> str:
 def verdict(results: Sequence[Result], kernel: str) -> str:
     """What helped ``kernel``, in words a person can act on (no name prefix).
 
-    Read from its largest worker count on each backend. Threads at >= 80%
-    efficiency help; at <= 1.15x they are GIL-bound, and the line says what
-    did help instead; in between, partly parallel. The GIL contention reading
-    (when the threads cell was metered) says why.
+    Read from its largest worker count on each backend. Threads help when
+    they reach 80% of the ideal, which is the worker count or the CPUs
+    available, whichever is smaller (4 workers on 2 CPUs cannot beat 2x). At
+    <= 1.15x they are GIL-bound, and the line says what did help instead; in
+    between, partly parallel. The GIL contention reading (when the threads
+    cell was metered) says why.
     """
     threads = _best(results, kernel, "threads")
     others = [
@@ -114,7 +120,8 @@ def verdict(results: Sequence[Result], kernel: str) -> str:
     speed = f"{_x(threads.speedup)} at {threads.workers} workers"
     if not threads.context.gil_enabled:
         return f"no GIL: threads {speed}"
-    if threads.workers > 1 and threads.efficiency >= 0.8:
+    ideal = min(threads.workers, threads.context.cpus_available)
+    if ideal > 1 and threads.speedup >= 0.8 * ideal:
         return f"threads help: {speed}" + (f", {gil}" if gil else "")
     if threads.speedup <= 1.15:
         line = f"GIL-bound: threads {_x(threads.speedup)}" + (f" ({gil})" if gil else "")
@@ -184,3 +191,78 @@ def _clean(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_clean(v) for v in value]
     return value
+
+
+#: File endings :func:`plot` writes, and the format each one means.
+PLOT_FORMATS = {".png": "png", ".svg": "svg"}
+
+
+class PlotUnavailableError(ImportError):
+    """matplotlib is missing; the message names the extra that installs it."""
+
+
+def plot_format(path: str) -> str:
+    """``png`` or ``svg`` from the path's ending; ValueError for anything else."""
+    ending = os.path.splitext(path)[1].lower()
+    if ending not in PLOT_FORMATS:
+        raise ValueError(
+            f"cannot plot to {path!r}: the file must end in .png or .svg, e.g. speedup.png"
+        )
+    return PLOT_FORMATS[ending]
+
+
+def require_matplotlib() -> None:
+    """Raise :class:`PlotUnavailableError` unless matplotlib can be imported."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise PlotUnavailableError(
+            'plots need matplotlib, an optional extra: pip install "gilfree[plot]"'
+        ) from None
+
+
+def plot(results: Sequence[Result], path: str) -> Any:
+    """Speedup against workers, one line per kernel x backend, written to
+    ``path`` (PNG or SVG, by its ending). Returns the matplotlib Figure.
+
+    The dashed diagonal is ideal scaling; the dotted vertical line marks the
+    CPUs available. Error bars are the 95% bootstrap intervals. Drawn on a
+    bare :class:`matplotlib.figure.Figure`, so the caller's pyplot state and
+    backend are left alone.
+    """
+    fmt = plot_format(path)
+    require_matplotlib()
+    from matplotlib.figure import Figure
+
+    cells = [r for r in results if r.ok]
+    if not cells:
+        raise ValueError("nothing to plot: no cell of these results ran")
+    c = cells[0].context
+    cpus = c.cpus_available
+    fig = Figure(figsize=(8, 5), layout="constrained")
+    ax = fig.subplots()
+    lines: dict[tuple[str, str], list[Result]] = {}
+    for r in cells:
+        lines.setdefault((r.kernel, r.backend), []).append(r)
+    for (kernel, backend), line in lines.items():
+        line.sort(key=lambda r: r.workers)
+        x = [r.workers for r in line]
+        y = [r.speedup for r in line]
+        ci = [r.speedup_ci() for r in line]
+        err = [
+            [max(0.0, s - lo) for s, (lo, _) in zip(y, ci, strict=True)],
+            [max(0.0, hi - s) for s, (_, hi) in zip(y, ci, strict=True)],
+        ]
+        ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=f"{kernel} on {backend}")
+    top = max(r.workers for r in cells)
+    ax.plot([1, top], [1, top], "k--", linewidth=1, label="ideal (speedup = workers)")
+    ax.axvline(cpus, color="grey", linestyle=":", label=f"{cpus} CPUs available")
+    ax.set_xticks(sorted({r.workers for r in cells} | {cpus}))
+    ax.set_xlabel("workers")
+    ax.set_ylabel("speedup vs one thread doing the same work")
+    gil = "GIL enabled" if c.gil_enabled else "GIL disabled"
+    fig.suptitle(f"gilfree: {c.processor}, {cpus} CPUs\n{c.implementation} {c.python} ({gil})")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize="small")
+    fig.savefig(path, format=fmt)
+    return fig

@@ -166,6 +166,7 @@ def fake(
     workers: int = 2,
     contention: float | None = None,
     gil_enabled: bool = True,
+    cpus: int = 2,
 ) -> Result:
     """A result with chosen timings (and GIL reading), to test the verdict rules exactly."""
     from dataclasses import replace
@@ -190,7 +191,9 @@ def fake(
         runs=(timing,),
         warmups=(),
         baseline_s=(1.0,),
-        context=replace(context(), gil_enabled=gil_enabled),
+        context=replace(
+            context(), gil_enabled=gil_enabled, cpu_count=cpus, cpu_affinity=tuple(range(cpus))
+        ),
         gil=gil,
     )
 
@@ -219,3 +222,8 @@ def test_verdict_rules() -> None:
         "python: no GIL: threads 1.90x at 2 workers"
     ]
     assert verdicts([fake("python", "processes", 1.9)]) == ["python: processes give 1.90x"]
+    # 4 workers on 2 CPUs cannot beat 2x: 1.9x is threads helping, not "partly".
+    assert verdicts([fake("cython-nogil", "threads", 1.9, workers=4, cpus=2)]) == [
+        "cython-nogil: threads help: 1.90x at 4 workers"
+    ]
+    assert "partly parallel" in verdicts([fake("numpy", "threads", 1.5, workers=4, cpus=4)])[0]
