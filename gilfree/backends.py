@@ -31,6 +31,7 @@ import multiprocessing.connection
 import os
 import pickle
 import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -444,17 +445,30 @@ _os.write({out}, (_json.dumps(_msg) + "\\n").encode())
 """
 
 
-def _interp_source(kernel: Kernel) -> tuple[str, str]:
+@contextlib.contextmanager
+def _interp_source(kernel: Kernel) -> Iterator[tuple[str, str]]:
     """(setup statement, expression for the kernel) in a subinterpreter's code.
 
-    A registered kernel is named; any other is unpickled there, after this
-    process's ``sys.path`` is handed over so its module can be imported."""
+    A registered kernel is named. Any other is pickled to a temporary file
+    (removed afterwards) and loaded from it there, after this process's
+    ``sys.path`` is handed over so that its module can be imported. A file, not
+    a literal in the source: a user's 128 MiB argument would otherwise become
+    half a gigabyte of code to compile in every interpreter."""
     ref = _ref(kernel)
     if isinstance(ref, str):
-        return "pass", repr(ref)
+        yield "pass", repr(ref)
+        return
     payload = _pickled(kernel, "a subinterpreter")
-    setup = f"import sys as _sys; _sys.path[:] = {sys.path!r}"
-    return setup, f"__import__('pickle').loads({payload!r})"
+    fd, path = tempfile.mkstemp(prefix="gilfree-kernel-", suffix=".pickle")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(payload)
+        del payload
+        setup = f"import sys as _sys; _sys.path[:] = {sys.path!r}"
+        load = f"__import__('pickle').loads(__import__('pathlib').Path({path!r}).read_bytes())"
+        yield setup, load
+    finally:
+        os.unlink(path)
 
 
 class InterpretersBackend(Backend):
@@ -488,7 +502,12 @@ class InterpretersBackend(Backend):
     def _run(
         self, kernel: Kernel, chunks: list[int], meter: bool = False, **options: Any
     ) -> RunTiming:
-        setup, kernel_expr = _interp_source(kernel)  # before anything is created
+        with _interp_source(kernel) as (setup, kernel_expr):  # before anything is created
+            return self._run_source(setup, kernel_expr, chunks, meter)
+
+    def _run_source(
+        self, setup: str, kernel_expr: str, chunks: list[int], meter: bool
+    ) -> RunTiming:
         api = _Interpreters()
         count = len(chunks)
         go_r, go_w = os.pipe()

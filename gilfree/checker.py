@@ -191,7 +191,7 @@ class CheckReport:
         from gilfree.report import table, unsupported_notes
 
         out = StringIO()
-        console = Console(file=out, width=160, highlight=False, color_system=None)
+        console = Console(file=out, width=200, highlight=False, color_system=None)
         console.print(table(self.results, title=f"check: {self.function}"))
         for i, reason in enumerate(unsupported_notes(self.results), 1):
             console.print(f"  ({i}) {reason}")

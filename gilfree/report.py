@@ -37,6 +37,11 @@ def _s(value: float) -> str:
     return f"{value * 1000:.1f} ms" if value < 1 else f"{value:.3f} s"
 
 
+def _n(value: int) -> str:
+    """12,345 up to a million, then 1.23e+08: short either way."""
+    return f"{value:,}" if value < 1_000_000 else f"{value:.2e}"
+
+
 def table(results: Sequence[Result], title: str = "gilfree") -> Table:
     """A rich table: one row per cell, unsupported cells with their reason."""
     t = Table(title=title, title_justify="left")
@@ -59,7 +64,7 @@ def table(results: Sequence[Result], title: str = "gilfree") -> Table:
     for r in results:
         if not r.ok:
             mark = f"[dim]unsupported ({reasons.index(r.reason) + 1})[/dim]"
-            t.add_row(r.kernel, r.backend, str(r.workers), f"{r.n:.2e}", mark)
+            t.add_row(r.kernel, r.backend, str(r.workers), _n(r.n), mark)
             continue
         low, high = r.speedup_ci()
         spread = f"{r.spread:.1%}" + (" [red]![/red]" if r.spread > SPREAD_WARNING else "")
@@ -67,7 +72,7 @@ def table(results: Sequence[Result], title: str = "gilfree") -> Table:
             r.kernel,
             r.backend,
             str(r.workers),
-            f"{r.n:.2e}",
+            _n(r.n),
             _s(r.median_s),
             spread,
             f"{_x(r.speedup)} [{low:.2f}, {high:.2f}]",

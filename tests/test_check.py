@@ -114,10 +114,19 @@ def test_a_function_that_cannot_run_in_a_subinterpreter_gets_a_cell_saying_so() 
 
 @pytest.mark.skipif(not HAS_INTERPRETERS, reason="needs CPython 3.12+ subinterpreters")
 def test_an_importable_function_runs_in_subinterpreters() -> None:
-    report = check_call(userfuncs.spin, (300_000,), repeats=1, backends=["interpreters"])
-    (cell,) = report.results
-    assert cell.ok, cell.reason
-    assert cell.gil is not None  # one meter per subinterpreter
+    import glob
+    import tempfile
+
+    pattern = os.path.join(tempfile.gettempdir(), "gilfree-kernel-*.pickle")
+    before = set(glob.glob(pattern))
+    # A large argument travels through a temporary file, not the source code.
+    report = check_call(userfuncs.nap, (0.01,), {}, repeats=1, backends=["interpreters"])
+    big = check_call(len, (b"x" * 2**25,), repeats=1, backends=["interpreters"], calls=1000)
+    for cell in (*report.results, *big.results):
+        assert cell.ok, cell.reason
+        assert cell.gil is not None  # one meter per subinterpreter
+    assert big.results[0].setup_median_s < 5
+    assert set(glob.glob(pattern)) == before  # the temporary files are gone
 
 
 def test_too_short_calls_are_flagged() -> None:
@@ -161,7 +170,9 @@ def test_command_line_arguments_are_python_values_or_strings() -> None:
     args, kwargs = parse_call_args(["10**3", "b'x'*3", "[1, 2]", "data.csv", "k='v'", "m=2"])
     assert args == (1000, b"xxx", [1, 2], "data.csv")
     assert kwargs == {"k": "v", "m": 2}
-    assert parse_call_args(["open"]) == (("open",), {})  # no builtins: a plain string
+    assert parse_call_args(["list(range(3))"]) == (([0, 1, 2],), {})
+    assert parse_call_args(["open"]) == (("open",), {})  # not a value builder: a string
+    assert parse_call_args(["__import__('os')"]) == (("__import__('os')",), {})
 
 
 @pytest.mark.parametrize(
