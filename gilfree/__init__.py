@@ -70,6 +70,13 @@ _LAZY = {
 }
 
 
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext gilfree``: adds the ``%gilcheck`` / ``%%gilcheck`` magic."""
+    from gilfree._magic import register
+
+    register(ipython)
+
+
 def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
