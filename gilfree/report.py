@@ -103,6 +103,11 @@ def _gil(cell: Result) -> str:
     return short if short == "no GIL" else f"GIL contention {short}"
 
 
+#: A threads cell whose GIL contention reads below this had the GIL free: if
+#: threads still fell short, the GIL is not what held them back.
+GIL_FREE_BELOW = 0.2
+
+
 def verdict(results: Sequence[Result], kernel: str) -> str:
     """What helped ``kernel``, in words a person can act on (no name prefix).
 
@@ -111,7 +116,8 @@ def verdict(results: Sequence[Result], kernel: str) -> str:
     available, whichever is smaller (4 workers on 2 CPUs cannot beat 2x). At
     <= 1.15x they are GIL-bound, and the line says what did help instead; in
     between, partly parallel. The GIL contention reading (when the threads
-    cell was metered) says why.
+    cell was metered) says why; when it shows the GIL free yet threads fell
+    short, the verdict says the limit is elsewhere.
     """
     threads = _best(results, kernel, "threads")
     others = [
@@ -128,7 +134,13 @@ def verdict(results: Sequence[Result], kernel: str) -> str:
     ideal = min(threads.workers, threads.context.cpus_available)
     if ideal > 1 and threads.speedup >= 0.8 * ideal:
         return f"threads help: {speed}" + (f", {gil}" if gil else "")
-    if threads.speedup <= 1.15:
+    contention = threads.contention
+    if contention is not None and contention < GIL_FREE_BELOW:
+        # Threads fell short, but the meter says the GIL was free: the limit is
+        # elsewhere, and releasing the GIL more would not help.
+        line = f"limited elsewhere: threads {speed} with the GIL free ({gil})"
+        advice = [*others, "look at CPUs, memory bandwidth, locks or a busy machine"]
+    elif threads.speedup <= 1.15:
         line = f"GIL-bound: threads {_x(threads.speedup)}" + (f" ({gil})" if gil else "")
         advice = [*others, "or release the GIL in the hot loop"]
     else:

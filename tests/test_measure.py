@@ -213,6 +213,14 @@ def test_verdict_rules() -> None:
     ]
     partly = verdicts([fake("numpy", "threads", 1.4, contention=0.3)])[0]
     assert partly == "numpy: partly parallel: threads 1.40x at 2 workers (GIL contention 30%)"
+    # Threads fell short with the GIL free: not the GIL's fault, and the line says so.
+    assert verdicts(
+        [fake("numpy", "threads", 1.13, contention=0.01), fake("numpy", "processes", 1.97)]
+    ) == [
+        "numpy: limited elsewhere: threads 1.13x at 2 workers with the GIL free "
+        "(GIL contention 1%); processes give 1.97x; look at CPUs, memory bandwidth, locks "
+        "or a busy machine"
+    ]
     # Not metered (an executor of processes, say): the verdict leaves the reading out.
     assert verdicts([fake("python", "threads", 1.9)]) == [
         "python: threads help: 1.90x at 2 workers"
