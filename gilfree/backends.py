@@ -36,7 +36,7 @@ import threading
 import time
 import traceback
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal, TypeVar
 
@@ -85,6 +85,10 @@ class RunTiming:
     workers: tuple[WorkerStamp, ...]
     #: GIL contention during the run, when it was metered (see :meth:`Backend.metered_run`).
     gil: GILReading | None = None
+    #: How ``span_s`` was taken: first start to last end on one ``"shared clock"``,
+    #: or the longest of the ``"per-worker durations"`` where the workers' clocks
+    #: cannot be compared (other hosts).
+    span_from: Literal["shared clock", "per-worker durations"] = "shared clock"
 
     @property
     def cpu_s(self) -> float:
@@ -144,6 +148,13 @@ class Backend(ABC):
             raise UnsupportedError(f"{self.name} cannot run {kernel.name}: {reason}")
         if not chunks:
             raise ValueError("at least one chunk (worker) is needed")
+
+    @contextlib.contextmanager
+    def cell(self, workers: int, options: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+        """Wraps all the runs of one cell (warm-ups and repeats); yields the
+        options to run them with. Most backends need nothing here; one that
+        owns costly resources (a Dask cluster) sets them up once per cell."""
+        yield dict(options)
 
     def metered_run(self, kernel: Kernel, chunks: Sequence[int], **options: Any) -> RunTiming:
         """:meth:`run` with the GIL contention meter on (``gil`` is filled in).
@@ -681,8 +692,17 @@ _BACKENDS: list[Backend] = [
     InterpretersBackend(),
 ]
 
+# The Dask backend lives in its own module (it builds on the names above).
+from gilfree.dask_backend import DaskBackend  # noqa: E402
+
+_BACKENDS.append(DaskBackend())
+
 #: name -> :class:`Backend`. Any :class:`concurrent.futures.Executor` is accepted too.
 BACKENDS: Registry[Backend] = Registry("backend", {b.name: b for b in _BACKENDS})
+
+#: Backends the demo and a sweep run when none are named: not serial (it is the
+#: baseline) and not dask (a cluster per cell takes seconds; name it to run it).
+DEFAULT_BACKENDS = tuple(b for b in BACKENDS if b not in ("serial", "dask"))
 
 
 def get_backend(backend: str | Backend | concurrent.futures.Executor) -> Backend:

@@ -222,6 +222,7 @@ def check_call(
     warmups: int = 1,
     backends: Iterable[str | Backend | concurrent.futures.Executor] = DEFAULT_BACKENDS,
     start_method: str | None = None,
+    scheduler: Any = None,
     progress: ProgressHook | None = None,
 ) -> CheckReport:
     """:func:`check` with every setting.
@@ -235,7 +236,7 @@ def check_call(
         ``workers * calls`` calls in one thread).
     calls
         Calls per worker per round (default 1). Raise it for a fast function.
-    repeats, warmups, start_method, progress
+    repeats, warmups, start_method, scheduler, progress
         As in :func:`gilfree.sweep`.
     backends
         Where to run it (default threads, processes, interpreters; those
@@ -253,6 +254,7 @@ def check_call(
         repeats=repeats,
         warmups=warmups,
         start_method=start_method,
+        scheduler=scheduler,
         progress=progress,
     )
     return CheckReport(kernel.name, n, tuple(results))

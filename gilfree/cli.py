@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from gilfree.backends import BACKENDS, WorkerError, iter_available
+from gilfree.backends import BACKENDS, DEFAULT_BACKENDS, WorkerError, iter_available
 from gilfree.kernels import KERNELS, MAX_N, check_count
 from gilfree.measure import MAX_WORKERS, ProgressHook, Result, context, sweep
 
@@ -135,6 +135,19 @@ def _writable(text: str) -> str:
     return text
 
 
+def parse_scheduler(text: str) -> str:
+    """A Dask scheduler address (``tcp://host:port``) that answers: checked
+    with a plain TCP connection before any work, so a wrong address is one
+    line within seconds, not a hang."""
+    from gilfree.dask_backend import reachable
+
+    try:
+        reachable(text)
+    except (ValueError, ConnectionError) as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 def parse_target(text: str) -> Any:
     """``module:function`` -> the callable (imported now, so that a bad name
     fails before any measurement)."""
@@ -231,6 +244,13 @@ def _repeats(p: argparse.ArgumentParser) -> None:
         help="untimed warm-up runs per cell, 0 to 1000 (default 1)",
     )
     p.add_argument(
+        "--scheduler",
+        type=parse_scheduler,
+        metavar="ADDRESS",
+        help="the dask backend's cluster, tcp://host:port (default: a local cluster per cell, "
+        'shut down after it; needs pip install "gilfree[dask]")',
+    )
+    p.add_argument(
         "--start-method",
         choices=sorted(__import__("multiprocessing").get_all_start_methods()),
         default=None,
@@ -300,8 +320,9 @@ def build_parser() -> argparse.ArgumentParser:
         "-b",
         "--backends",
         type=_names(BACKENDS, "backend"),
-        default=[b for b in BACKENDS if b != "serial"],
-        help="comma-separated backends or 'all' (default: threads,processes,interpreters)",
+        default=list(DEFAULT_BACKENDS),
+        help="comma-separated backends or 'all' (default: threads,processes,interpreters; "
+        "dask when named)",
     )
     sw.add_argument(
         "-w",
@@ -356,8 +377,9 @@ def build_parser() -> argparse.ArgumentParser:
         "-b",
         "--backends",
         type=_names(BACKENDS, "backend"),
-        default=[b for b in BACKENDS if b != "serial"],
-        help="comma-separated backends or 'all' (default: threads,processes,interpreters)",
+        default=list(DEFAULT_BACKENDS),
+        help="comma-separated backends or 'all' (default: threads,processes,interpreters; "
+        "dask when named)",
     )
     _common(ck, sizing=False)
 
@@ -421,6 +443,7 @@ def _measure(
             repeats=args.repeats,
             warmups=args.warmups,
             start_method=args.start_method,
+            scheduler=args.scheduler,
             progress=hook,
         )
 
@@ -458,7 +481,8 @@ def _report(
         "  span: first worker start to last worker end, median of repeats; speedup: serial "
         "time for the same work / span; busy CPUs: CPU time / span; GIL wait: share of time "
         "a probe thread waited for the GIL during an untimed run (threads, interpreters); "
-        "start-up: creating the workers; classic: start-up + work, as timed in the classic article"
+        "start-up: creating the workers (+ a Dask cluster started once for the cell); classic: "
+        "start-up + work, as timed in the classic article"
     )
     for note in [*warnings, *(r.warning for r in results if r.warning)]:
         console.print(f"[yellow]warning:[/yellow] {note}")
@@ -471,7 +495,9 @@ def _report(
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    backends = [b for b in BACKENDS if b != "serial"]
+    backends = list(DEFAULT_BACKENDS)
+    if args.scheduler:  # asked for a cluster: the demo runs on it too
+        backends.append("dask")
     results = _measure(args, list(KERNELS), backends, [2])
     c = results[0].context
     _report(
@@ -486,6 +512,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     if args.start_method and args.backend != "processes":
         raise _Usage("--start-method applies to the processes backend only")
+    if args.scheduler and args.backend != "dask":
+        raise _Usage("--scheduler applies to the dask backend only (-b dask)")
     results = _measure(args, [args.kernel], [args.backend], [args.workers])
     _report(args, results, f"{args.kernel} on {args.backend}")
     if not results[0].ok:
@@ -528,6 +556,7 @@ def cmd_check(args: argparse.Namespace) -> int:
                 warmups=args.warmups,
                 backends=args.backends,
                 start_method=args.start_method,
+                scheduler=args.scheduler,
                 progress=hook,
             )
     except (KeyboardInterrupt, WorkerError):
@@ -551,11 +580,18 @@ def cmd_info(args: argparse.Namespace) -> int:
     import multiprocessing
 
     from gilfree import report
+    from gilfree.buildinfo import describe, gil_status
 
     c = context()
+    status = gil_status()
     backends = {name: reason or "available" for name, reason in iter_available()}
     data = {
         "context": c.__dict__,
+        "gil": {
+            "free_threaded_build": status.free_threaded_build,
+            "enabled_after_imports": status.gil_now,
+            "enabled_by": status.causes,
+        },
         "backends": backends,
         "kernels": {k.name: k.description for k in KERNELS.values()},
         "start_methods": multiprocessing.get_all_start_methods(),
@@ -564,10 +600,9 @@ def cmd_info(args: argparse.Namespace) -> int:
         report.write_json(data, args.json)
         if args.json == "-":
             return 0
-    build = "free-threaded (Py_GIL_DISABLED)" if c.free_threaded_build else "with GIL"
     lines = [
-        f"Python        {c.implementation} {c.python}, {build}",
-        f"GIL           {'enabled' if c.gil_enabled else 'disabled'} right now",
+        f"Python        {c.implementation} {c.python}",
+        *describe(status),
         f"switch interval {c.switch_interval_s * 1000:g} ms",
         f"CPUs          {c.cpu_count} ({len(c.cpu_affinity or ())} usable by this process)",
         f"processor     {c.processor}",
@@ -610,6 +645,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("gilfree: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # gilfree info | head: the reader left; say nothing more
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     return 0  # pragma: no cover - parser.error exits
 
 

@@ -173,6 +173,9 @@ class Result:
     baseline_s: tuple[float, ...]
     context: Context = field(repr=False)
     gil: GILReading | None = None
+    #: Seconds to set up the cell's shared resources once, before its first run
+    #: (a Dask cluster started for the cell); about 0 for other backends.
+    cell_setup_s: float = 0.0
 
     @property
     def ok(self) -> bool:
@@ -313,28 +316,32 @@ def _measure(
     warmups: int,
     options: dict[str, Any],
     meter: bool = False,
-) -> tuple[tuple[RunTiming, ...], tuple[RunTiming, ...], GILReading | None]:
-    """Warm-ups, then timed repeats. With ``meter``, the first warm-up (or an
-    extra untimed run) carries the contention meter: timed runs never do."""
-    warm = tuple(
-        backend.metered_run(kernel, chunks, **options)
-        if meter and i == 0
-        else backend.run(kernel, chunks, **options)
-        for i in range(warmups)
-    )
-    gil = warm[0].gil if warm else None
-    if meter and gil is None:
-        gil = backend.metered_run(kernel, chunks, **options).gil
-    runs = []
-    for _ in range(repeats):
-        timing = backend.run(kernel, chunks, **options)
-        if timing.iterations != sum(chunks):  # every kernel reports what it did
-            raise RuntimeError(
-                f"{kernel.name} on {backend.name} performed {timing.iterations} "
-                f"iterations instead of {sum(chunks)}"
-            )
-        runs.append(timing)
-    return warm, tuple(runs), gil
+) -> tuple[tuple[RunTiming, ...], tuple[RunTiming, ...], GILReading | None, float]:
+    """Warm-ups, then timed repeats, and the seconds the cell's setup took.
+    With ``meter``, the first warm-up (or an extra untimed run) carries the
+    contention meter: timed runs never do."""
+    t0 = time.perf_counter()
+    with backend.cell(len(chunks), options) as opts:
+        cell_setup = time.perf_counter() - t0
+        warm = tuple(
+            backend.metered_run(kernel, chunks, **opts)
+            if meter and i == 0
+            else backend.run(kernel, chunks, **opts)
+            for i in range(warmups)
+        )
+        gil = warm[0].gil if warm else None
+        if meter and gil is None:
+            gil = backend.metered_run(kernel, chunks, **opts).gil
+        runs = []
+        for _ in range(repeats):
+            timing = backend.run(kernel, chunks, **opts)
+            if timing.iterations != sum(chunks):  # every kernel reports what it did
+                raise RuntimeError(
+                    f"{kernel.name} on {backend.name} performed {timing.iterations} "
+                    f"iterations instead of {sum(chunks)}"
+                )
+            runs.append(timing)
+    return warm, tuple(runs), gil, cell_setup
 
 
 #: Called before each step with a label and the total number of steps.
@@ -352,6 +359,7 @@ def sweep(
     repeats: int = 5,
     warmups: int = 1,
     start_method: str | None = None,
+    scheduler: Any = None,
     progress: ProgressHook | None = None,
 ) -> list[Result]:
     """Measure every kernel x backend x worker count.
@@ -363,7 +371,8 @@ def sweep(
     ``progress``, if given, is called before each step with a label and the
     total number of steps: one serial baseline per kernel and total work, then
     one per cell.
-    The ``start_method`` applies to the backends that take one (processes).
+    The ``start_method`` applies to the backends that take one (processes);
+    ``scheduler`` (an address or a ``distributed.Client``) to dask.
     """
     counts, size, reps, warm = _check_plan(workers, n, repeats, warmups, scaling)
     kernel_list = [get_kernel(k) for k in kernels]
@@ -394,11 +403,13 @@ def sweep(
             if total not in baselines:
                 if progress:
                     progress(f"{kernel.name}: serial baseline, n={total:,}", steps)
-                _, base_runs, _ = _measure(serial, kernel, [total], reps, warm, {})
+                _, base_runs, _, _ = _measure(serial, kernel, [total], reps, warm, {})
                 baselines[total] = tuple(r.span_s for r in base_runs)
             for backend in backend_list:
                 takes_method = "start_method" in backend.options
-                options = {"start_method": method} if takes_method else {}
+                options: dict[str, Any] = {"start_method": method} if takes_method else {}
+                if scheduler is not None and "scheduler" in backend.options:
+                    options["scheduler"] = scheduler
 
                 cell = functools.partial(
                     Result,
@@ -418,13 +429,17 @@ def sweep(
                     results.append(cell(status="unsupported", reason=reason, runs=(), warmups=()))
                     continue
                 try:
-                    w, r, gil = _measure(
+                    w, r, gil, cell_setup = _measure(
                         backend, kernel, chunks, reps, warm, options, backend.gil_meter is not None
                     )
                 except UnsupportedError as exc:
                     results.append(cell(status="unsupported", reason=str(exc), runs=(), warmups=()))
                     continue
-                results.append(cell(status="ok", reason="", runs=r, warmups=w, gil=gil))
+                results.append(
+                    cell(
+                        status="ok", reason="", runs=r, warmups=w, gil=gil, cell_setup_s=cell_setup
+                    )
+                )
     return results
 
 
@@ -439,6 +454,7 @@ def run(
     repeats: int = 5,
     warmups: int = 1,
     start_method: str | None = None,
+    scheduler: Any = None,
 ) -> Result:
     """Measure one kernel on one backend with ``workers`` workers.
 
@@ -453,6 +469,8 @@ def run(
     b = get_backend(backend)
     if start_method is not None and "start_method" not in b.options:
         raise ValueError(f"backend {b.name!r} does not take a start method; only 'processes' does")
+    if scheduler is not None and "scheduler" not in b.options:
+        raise ValueError(f"backend {b.name!r} does not take a scheduler; only 'dask' does")
     (result,) = sweep(
         [kernel],
         [b],
@@ -463,5 +481,6 @@ def run(
         repeats=repeats,
         warmups=warmups,
         start_method=start_method,
+        scheduler=scheduler,
     )
     return result

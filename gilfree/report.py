@@ -37,6 +37,11 @@ def _s(value: float) -> str:
     return f"{value * 1000:.1f} ms" if value < 1 else f"{value:.3f} s"
 
 
+#: A cell's one-off setup (a Dask cluster) is shown beside the per-run
+#: start-up from this many seconds.
+CELL_SETUP_SHOWN = 0.01
+
+
 def _n(value: int) -> str:
     """12,345 up to a million, then 1.23e+08: short either way."""
     return f"{value:,}" if value < 1_000_000 else f"{value:.2e}"
@@ -79,7 +84,8 @@ def table(results: Sequence[Result], title: str = "gilfree") -> Table:
             f"{r.efficiency:.0%}",
             f"{r.busy_cpus:.2f}",
             r.gil.short() if r.gil is not None else "",
-            _s(r.setup_median_s),
+            _s(r.setup_median_s)
+            + (f" + {_s(r.cell_setup_s)} once" if r.cell_setup_s >= CELL_SETUP_SHOWN else ""),
             _s(r.total_median_s),
         )
     return t
@@ -122,7 +128,7 @@ def verdict(results: Sequence[Result], kernel: str) -> str:
     threads = _best(results, kernel, "threads")
     others = [
         f"{b} give {_x(c.speedup)}"
-        for b in ("processes", "interpreters")
+        for b in ("processes", "interpreters", "dask")
         if (c := _best(results, kernel, b)) is not None
     ]
     if threads is None:

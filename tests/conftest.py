@@ -28,3 +28,25 @@ def interpreter_count() -> int:
         except ImportError:
             continue
     return 1
+
+
+def our_threads() -> list[object]:
+    """Live threads, less distributed's "Dask-Offload" pool: distributed (the
+    dask backend) creates it as a module global and keeps it, idle, for the
+    life of the process. It is not gilfree's to stop."""
+    import threading
+
+    return [t for t in threading.enumerate() if not t.name.startswith("Dask-Offload")]
+
+
+def threads_settle_to(count: int, timeout: float = 10.0) -> list[object]:
+    """Wait until no more than ``count`` of :func:`our_threads` are alive, and
+    return them. Threads a backend stopped may take a moment to end (a closed
+    Dask cluster's event loop ends asynchronously); one that never ends fails
+    the caller's assertion."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while len(alive := our_threads()) > count and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return alive

@@ -1,0 +1,209 @@
+"""The ``dask`` backend: N Dask worker processes, on a local cluster or a real one.
+
+- No scheduler given: gilfree starts a local cluster with one worker process
+  per requested worker, one thread each, for the whole cell (its warm-ups and
+  repeats), and shuts it down after the cell.
+- ``scheduler="tcp://host:port"``, or an existing ``distributed.Client``: the
+  tasks go to that cluster, which is left running.
+
+Measurement is the same as for the other backends. Every task is pinned to
+its own worker and warmed up there (gilfree imported, kernel resolved) before
+the clock starts. Each task stamps its own start and end. Start-up (cluster,
+connection, warm-up) is reported apart from the work span.
+
+On a local cluster all the workers share this host's monotonic clock, so they
+get a start time, as with any executor, and the span is first start to last
+end. The workers of a remote cluster run on other hosts, whose clocks are not
+comparable with this one. There the tasks start as soon as they arrive, the
+span is the longest per-worker duration, and the timing says so
+(``RunTiming.span_from``).
+
+``pip install "gilfree[dask]"`` installs what it needs; without it the backend
+is listed as unavailable, with that command.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from gilfree._worker import WorkerStamp, ready, timed_at
+from gilfree.backends import (
+    Backend,
+    RunTiming,
+    UnsupportedError,
+    WorkerError,
+    _describe,
+    _ref,
+    _timing,
+)
+from gilfree.kernels import Kernel
+
+__all__ = ["CONNECT_TIMEOUT_S", "DaskBackend", "SchedulerUnreachable", "connect", "reachable"]
+
+#: Seconds to wait for a scheduler given by address before giving up.
+CONNECT_TIMEOUT_S = 5.0
+
+
+class SchedulerUnreachable(ConnectionError):
+    """The Dask scheduler at the given address did not answer in time."""
+
+
+def _distributed() -> Any:
+    import distributed
+
+    return distributed
+
+
+def reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """Raise :class:`SchedulerUnreachable` (or ValueError for a malformed
+    address) unless a TCP connection to ``address`` opens within ``timeout``.
+
+    Checked before a ``distributed.Client`` is made: a Client that fails to
+    connect leaves its event-loop thread running for the life of the process."""
+    import socket
+    from urllib.parse import urlsplit
+
+    url = urlsplit(address if "://" in address else f"tcp://{address}")
+    try:
+        host, port = url.hostname, url.port
+    except ValueError:
+        host = port = None
+    if url.scheme not in ("tcp", "tls") or not host or not port:
+        raise ValueError(
+            f"{address!r} is not a scheduler address; write tcp://host:port, "
+            "e.g. tcp://10.0.0.5:8786"
+        )
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as exc:
+        raise SchedulerUnreachable(
+            f"cannot reach the Dask scheduler at {address!r} within {timeout:g} s "
+            f"({exc.strerror or type(exc).__name__}); is it running, and is the address "
+            "right? Leave --scheduler out to start a local cluster"
+        ) from None
+
+
+def connect(address: str, timeout: float = CONNECT_TIMEOUT_S) -> Any:
+    """A ``distributed.Client`` for the scheduler at ``address``, or
+    :class:`SchedulerUnreachable` within ``timeout`` seconds."""
+    reachable(address, timeout)
+    distributed = _distributed()
+    try:
+        return distributed.Client(address, timeout=f"{timeout}s", set_as_default=False)
+    except (OSError, TimeoutError) as exc:
+        raise SchedulerUnreachable(
+            f"cannot reach the Dask scheduler at {address!r} within {timeout:g} s "
+            f"({type(exc).__name__}); is it running, and is the address right? "
+            "Leave --scheduler out to start a local cluster"
+        ) from None
+
+
+class DaskBackend(Backend):
+    name = "dask"
+    description = "N Dask worker processes: a local cluster, or the one at --scheduler"
+    options = frozenset({"scheduler"})
+
+    def availability(self) -> str | None:
+        try:
+            _distributed()
+        except ImportError:
+            return 'needs dask.distributed: pip install "gilfree[dask]"'
+        return None
+
+    @contextlib.contextmanager
+    def cell(self, workers: int, options: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+        """One client for all the runs of a cell: a local cluster of
+        ``workers`` processes when no scheduler is given (shut down after),
+        a connection to the given address, or the caller's own client."""
+        scheduler = options.get("scheduler")
+        if scheduler is not None and not isinstance(scheduler, str):
+            yield dict(options)  # the caller's Client: theirs to close
+            return
+        if isinstance(scheduler, str):
+            client = connect(scheduler)
+            try:
+                yield {**options, "scheduler": client}
+            finally:
+                client.close()  # our connection; the cluster is theirs and runs on
+            return
+        distributed = _distributed()
+        cluster = distributed.LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=":0",
+            silence_logs=40,  # logging.ERROR: the table is the output
+        )
+        try:
+            client = distributed.Client(cluster, set_as_default=False)
+            try:
+                yield {**options, "scheduler": client}
+            finally:
+                client.close()
+        finally:
+            cluster.close()
+
+    def _run(self, kernel: Kernel, chunks: list[int], scheduler: Any = None, **_: Any) -> RunTiming:
+        if scheduler is None or isinstance(scheduler, str):
+            # A bare run() call: a cluster (or connection) for this run alone.
+            with self.cell(len(chunks), {"scheduler": scheduler}) as opts:
+                return self._run(kernel, chunks, **opts)
+        client = scheduler
+        t0 = time.perf_counter_ns()
+        workers = sorted(client.scheduler_info()["workers"])
+        if len(workers) < len(chunks):
+            raise UnsupportedError(
+                f"the Dask cluster has {len(workers)} worker(s), fewer than the "
+                f"{len(chunks)} asked for"
+            )
+        local = _same_host(client)
+        ref = _ref(kernel)
+        placed = workers[: len(chunks)]
+
+        def submit(fn: Any, *args: Any, on: str) -> Any:
+            return client.submit(fn, *args, workers=[on], allow_other_workers=False, pure=False)
+
+        _gather(client, [submit(ready, ref, on=w) for w in placed])
+        t_ready = time.perf_counter_ns()
+        # Local: a start time on the shared clock, as for any executor. Remote:
+        # other hosts' clocks are not comparable, so each starts on arrival.
+        go_ns = time.perf_counter_ns() + max(20_000_000, 2 * (t_ready - t0)) if local else 0
+        futures = [
+            submit(timed_at, ref, n, go_ns, None, on=w) for n, w in zip(chunks, placed, strict=True)
+        ]
+        stamps: list[WorkerStamp] = [WorkerStamp(*s) for s in _gather(client, futures)]
+        t_done = time.perf_counter_ns()
+        timing = _timing(t0, t_ready, t_done, stamps)
+        if local:
+            return timing
+        longest = max((s.end_ns - s.start_ns for s in stamps), default=0) / 1e9
+        from dataclasses import replace
+
+        return replace(timing, span_s=longest, span_from="per-worker durations")
+
+
+def _same_host(client: Any) -> bool:
+    """Whether every worker runs on this host (and so shares its clock)."""
+    import socket
+
+    here = {"127.0.0.1", "localhost", "::1", socket.gethostname()}
+    with contextlib.suppress(OSError):
+        here.add(socket.gethostbyname(socket.gethostname()))
+    info = client.scheduler_info()["workers"]
+    return all(w.get("host") in here for w in info.values())
+
+
+def _gather(client: Any, futures: list[Any]) -> list[Any]:
+    """Results in order; the first task that fails stops the others."""
+    try:
+        return list(client.gather(futures))
+    except BaseException as exc:
+        # Which task failed: read before cancelling, which changes the statuses.
+        failed = next((i for i, f in enumerate(futures) if f.status == "error"), 0)
+        client.cancel(futures)
+        if isinstance(exc, (KeyboardInterrupt, UnsupportedError)):
+            raise
+        raise WorkerError(f"Dask task {failed} raised {_describe(exc)}", failed) from exc

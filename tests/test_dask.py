@@ -1,0 +1,106 @@
+"""The dask backend on a real local cluster (no mocks): every kernel, counts,
+clean shutdown, an existing client, and an unreachable scheduler."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from conftest import live_children
+
+from gilfree import KERNELS, Kernel
+from gilfree.backends import BACKENDS, get_backend
+from gilfree.measure import run
+
+distributed = pytest.importorskip("distributed")
+
+DASK = BACKENDS["dask"]
+
+
+def small_n(kernel: Kernel) -> int:
+    return 200_000 if kernel.name in ("python", "cython-object") else 10_000_000
+
+
+@pytest.fixture(scope="module")
+def client():  # type: ignore[no-untyped-def]
+    """One local cluster (2 worker processes, 1 thread each) for the module."""
+    with (
+        distributed.LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=":0",
+            silence_logs=40,
+        ) as cluster,
+        distributed.Client(cluster, set_as_default=False) as c,
+    ):
+        yield c
+
+
+def test_every_kernel_counts_right_on_a_cluster(client, kernel: Kernel) -> None:  # type: ignore[no-untyped-def]
+    chunks = [small_n(kernel), small_n(kernel) + 1]
+    timing = DASK.run(kernel, chunks, scheduler=client)
+    assert timing.iterations == sum(chunks)
+    assert [w.iterations for w in timing.workers] == chunks
+    assert timing.span_from == "shared clock"  # a local cluster shares this host's clock
+    # Pinned one task per worker: they overlap in time.
+    long = DASK.run(KERNELS["cython-nogil"], [400_000_000] * 2, scheduler=client)
+    assert max(w.start_ns for w in long.workers) < min(w.end_ns for w in long.workers)
+
+
+def test_an_existing_client_is_left_running(client) -> None:  # type: ignore[no-untyped-def]
+    r = run("cython-nogil", "dask", workers=2, n=10**7, repeats=1, scheduler=client)
+    assert r.ok and r.runs[0].iterations == 10**7
+    assert client.status == "running"
+    assert len(client.scheduler_info()["workers"]) == 2
+
+
+def test_a_local_cluster_is_started_and_shut_down_per_cell() -> None:
+    before = len(live_children())
+    r = run("python", "dask", workers=2, n=200_000, repeats=2)
+    assert r.ok
+    assert len(r.runs) == 2 and all(t.iterations == 200_000 for t in r.runs)
+    assert r.setup_median_s >= 0
+    deadline = time.monotonic() + 10
+    while len(live_children()) > before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert len(live_children()) == before  # no worker process left behind
+
+
+def test_more_workers_than_the_cluster_has_is_unsupported(client) -> None:  # type: ignore[no-untyped-def]
+    r = run("cython-nogil", "dask", workers=3, n=10**6, repeats=1, scheduler=client)
+    assert not r.ok and "fewer than the 3 asked for" in r.reason
+
+
+def test_a_failing_task_reaches_the_caller(client) -> None:  # type: ignore[no-untyped-def]
+    from gilfree.backends import WorkerError
+
+    with pytest.raises(WorkerError, match="must be >= 0"):
+        DASK.run(KERNELS["cython-nogil"], [10, -1], scheduler=client)
+
+
+def test_an_unreachable_scheduler_is_a_clear_error_within_seconds() -> None:
+    from gilfree.dask_backend import SchedulerUnreachable
+
+    started = time.monotonic()
+    with pytest.raises(SchedulerUnreachable, match="cannot reach the Dask scheduler"):
+        run("cython-nogil", "dask", workers=2, n=1000, repeats=1, scheduler="tcp://127.0.0.1:9")
+    assert time.monotonic() - started < 15
+
+
+def test_cli_unreachable_scheduler_exits_2_before_any_work(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from gilfree.cli import main
+
+    started = time.monotonic()
+    with pytest.raises(SystemExit) as info:
+        main(["run", "-b", "dask", "--scheduler", "tcp://127.0.0.1:9", "-n", "1000"])
+    assert info.value.code == 2
+    assert "cannot reach the Dask scheduler" in capsys.readouterr().err
+    assert time.monotonic() - started < 15
+
+
+def test_dask_is_listed_with_its_availability() -> None:
+    assert DASK.availability() is None  # installed here
+    assert get_backend("dask") is DASK
