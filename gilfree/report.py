@@ -267,7 +267,17 @@ def plot(results: Sequence[Result], path: str) -> Any:
     lines: dict[tuple[str, str], list[Result]] = {}
     for r in cells:
         lines.setdefault((r.kernel, r.backend), []).append(r)
+    # Colour says the kernel, line style and marker the backend: a sweep of 4
+    # kernels x 3 backends would run past the 10 colours of one cycle.
+    kernels = list(dict.fromkeys(k for k, _ in lines))
+    backends = list(dict.fromkeys(b for _, b in lines))
     for (kernel, backend), line in lines.items():
+        b = backends.index(backend)
+        style: dict[str, Any] = {
+            "color": f"C{kernels.index(kernel) % 10}",
+            "linestyle": ["-", "--", ":", "-."][b % 4],
+            "marker": "osD^v"[b % 5],
+        }
         line.sort(key=lambda r: r.workers)
         x = [r.workers for r in line]
         y = [r.speedup for r in line]
@@ -276,7 +286,7 @@ def plot(results: Sequence[Result], path: str) -> Any:
             [max(0.0, s - lo) for s, (lo, _) in zip(y, ci, strict=True)],
             [max(0.0, hi - s) for s, (_, hi) in zip(y, ci, strict=True)],
         ]
-        ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=f"{kernel} on {backend}")
+        ax.errorbar(x, y, yerr=err, capsize=3, label=f"{kernel} on {backend}", **style)
     top = max(r.workers for r in cells)
     ax.plot([1, top], [1, top], "k--", linewidth=1, label="ideal (speedup = workers)")
     ax.axvline(cpus, color="grey", linestyle=":", label=f"{cpus} CPUs available")
