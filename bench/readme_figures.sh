@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Regenerate every figure the README quotes, one after another. Run it on a
+# quiet machine (nothing else running); it takes about 15 minutes on 2 cores.
+#
+#   bash bench/readme_figures.sh [PYTHON_3_12_OR_NEWER]
+#
+# python3 (with gilfree installed: pip install -e ".[test,plot]") measures the
+# GIL-only figures; the second interpreter (default: CI's .ci-venv-3.13) adds
+# the subinterpreter backend. Everything lands in bench/results/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=bench/results
+old=python3
+new=${1:-.ci-venv-3.13/bin/python}
+export PYTHONUNBUFFERED=1
+
+cc -O2 bench/cpu_clock.c -o /tmp/gilfree_cpu_clock && /tmp/gilfree_cpu_clock > "$out/cpu-clock.txt"
+"$old" bench/kernel_table.py --rounds 7 --seconds 0.3 > "$out/kernels-3.11.md"
+"$old" bench/honesty_figures.py > "$out/honesty-3.11.txt"
+"$old" bench/gil_verdicts.py > "$out/gil-verdicts-3.11.txt"
+
+for py in "$old" "$new"; do
+    v=$("$py" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+    "$py" -c 'import subprocess, sys, time
+t = time.perf_counter()
+subprocess.run([sys.executable, "-m", "gilfree", "demo", "--no-progress"], check=True,
+               stdout=subprocess.DEVNULL)
+print(f"gilfree demo (defaults): {time.perf_counter() - t:.1f} s")' > "$out/demo-time-$v.txt"
+    "$py" -m gilfree demo --seconds 1 --no-progress --json "$out/demo-$v.json" > "$out/demo-$v.txt"
+    # A benchmark that misses its target fails its assertion; its figures are
+    # recorded all the same (the README reports them), so go on.
+    "$py" -m pytest bench/test_bench_backends.py bench/test_bench_meter.py -q \
+        --benchmark-columns=median,rounds --benchmark-json="$out/bench-$v.json" \
+        > "$out/bench-$v.txt" || echo "some benchmark missed its target: see $out/bench-$v.txt"
+done
+
+"$old" -m pytest bench/test_bench_dask.py -q --benchmark-columns=median,rounds \
+    --benchmark-json="$out/dask-3.11.json" > "$out/dask-3.11.txt"
+
+"$new" -m gilfree sweep -k python,cython-gil,cython-nogil,numpy -b threads,processes,interpreters \
+    -w 1,2,4 --seconds 0.5 --no-progress --json "$out/sweep-3.13.json" \
+    --plot "$out/sweep-3.13.png" > "$out/sweep-3.13.txt"
+"$new" -m gilfree check hashlib:sha256 "b'x'*2**27" --no-progress > "$out/check-sha256-3.13.txt"
+"$new" -m gilfree check json:dumps "list(range(2*10**6))" --no-progress > "$out/check-json-3.13.txt"
+echo "all figures written to $out/"
