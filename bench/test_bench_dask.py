@@ -16,6 +16,7 @@ import pytest
 
 from gilfree import KERNELS
 from gilfree.backends import BACKENDS
+from gilfree.dask_backend import local_cluster
 from gilfree.measure import calibrate, run
 
 distributed = pytest.importorskip("distributed")
@@ -48,13 +49,7 @@ def test_python_on_dask_vs_processes(benchmark, quick: bool) -> None:  # type: i
 
 def test_dask_overhead_per_run_on_a_running_cluster(benchmark) -> None:  # type: ignore[no-untyped-def]
     with (
-        distributed.LocalCluster(
-            n_workers=2,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=":0",
-            silence_logs=40,
-        ) as cluster,
+        local_cluster(2) as cluster,
         distributed.Client(cluster, set_as_default=False) as client,
     ):
         timing = benchmark(DASK.run, KERNELS["cython-nogil"], [0, 0], scheduler=client)

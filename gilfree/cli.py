@@ -198,6 +198,17 @@ def _value(text: str) -> Any:
 # ------------------------------------------------------------------------ parser
 
 
+def _backends_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "-b",
+        "--backends",
+        type=_names(BACKENDS, "backend"),
+        default=list(DEFAULT_BACKENDS),
+        help="comma-separated backends or 'all' (default: threads,processes,interpreters; "
+        "dask when named)",
+    )
+
+
 def _common(p: argparse.ArgumentParser, sizing: bool = True) -> None:
     """Options shared by the measuring commands (``sizing``: -n, --seconds and
     --scaling, which ``check`` does not take)."""
@@ -316,14 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=list(KERNELS),
         help=f"comma-separated kernels or 'all' (default all: {', '.join(KERNELS)})",
     )
-    sw.add_argument(
-        "-b",
-        "--backends",
-        type=_names(BACKENDS, "backend"),
-        default=list(DEFAULT_BACKENDS),
-        help="comma-separated backends or 'all' (default: threads,processes,interpreters; "
-        "dask when named)",
-    )
+    _backends_option(sw)
     sw.add_argument(
         "-w",
         "--workers",
@@ -373,14 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         help="calls per worker per round (default 1); raise it for a fast function",
     )
-    ck.add_argument(
-        "-b",
-        "--backends",
-        type=_names(BACKENDS, "backend"),
-        default=list(DEFAULT_BACKENDS),
-        help="comma-separated backends or 'all' (default: threads,processes,interpreters; "
-        "dask when named)",
-    )
+    _backends_option(ck)
     _common(ck, sizing=False)
 
     info = sub.add_parser(

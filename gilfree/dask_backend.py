@@ -41,7 +41,14 @@ from gilfree.backends import (
 )
 from gilfree.kernels import Kernel
 
-__all__ = ["CONNECT_TIMEOUT_S", "DaskBackend", "SchedulerUnreachable", "connect", "reachable"]
+__all__ = [
+    "CONNECT_TIMEOUT_S",
+    "DaskBackend",
+    "SchedulerUnreachable",
+    "connect",
+    "local_cluster",
+    "reachable",
+]
 
 #: Seconds to wait for a scheduler given by address before giving up.
 CONNECT_TIMEOUT_S = 5.0
@@ -101,6 +108,20 @@ def connect(address: str, timeout: float = CONNECT_TIMEOUT_S) -> Any:
         ) from None
 
 
+def local_cluster(workers: int) -> Any:
+    """A ``distributed.LocalCluster`` of ``workers`` worker processes, one
+    thread each: the shape every gilfree measurement on Dask uses. The
+    dashboard takes a free port (``None`` would still try 8787, warn when it is
+    taken and leak the probe socket); logs below ERROR stay quiet."""
+    return _distributed().LocalCluster(
+        n_workers=workers,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=":0",
+        silence_logs=40,  # logging.ERROR: the table is the output
+    )
+
+
 class DaskBackend(Backend):
     name = "dask"
     description = "N Dask worker processes: a local cluster, or the one at --scheduler"
@@ -130,13 +151,7 @@ class DaskBackend(Backend):
                 client.close()  # our connection; the cluster is theirs and runs on
             return
         distributed = _distributed()
-        cluster = distributed.LocalCluster(
-            n_workers=workers,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=":0",
-            silence_logs=40,  # logging.ERROR: the table is the output
-        )
+        cluster = local_cluster(workers)
         try:
             client = distributed.Client(cluster, set_as_default=False)
             try:

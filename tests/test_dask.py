@@ -10,6 +10,7 @@ from conftest import live_children
 
 from gilfree import KERNELS, Kernel
 from gilfree.backends import BACKENDS, get_backend
+from gilfree.dask_backend import local_cluster
 from gilfree.measure import run
 
 distributed = pytest.importorskip("distributed")
@@ -25,13 +26,7 @@ def small_n(kernel: Kernel) -> int:
 def client():  # type: ignore[no-untyped-def]
     """One local cluster (2 worker processes, 1 thread each) for the module."""
     with (
-        distributed.LocalCluster(
-            n_workers=2,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=":0",
-            silence_logs=40,
-        ) as cluster,
+        local_cluster(2) as cluster,
         distributed.Client(cluster, set_as_default=False) as c,
     ):
         yield c
