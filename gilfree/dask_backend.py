@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from typing import Any
 
 from gilfree._worker import WorkerStamp, ready, timed_at
@@ -195,8 +196,6 @@ class DaskBackend(Backend):
         if local:
             return timing
         longest = max((s.end_ns - s.start_ns for s in stamps), default=0) / 1e9
-        from dataclasses import replace
-
         return replace(timing, span_s=longest, span_from="per-worker durations")
 
 

@@ -43,6 +43,20 @@ def test_every_kernel_counts_right_on_a_cluster(client, kernel: Kernel) -> None:
     assert max(w.start_ns for w in long.workers) < min(w.end_ns for w in long.workers)
 
 
+def test_workers_on_other_hosts_are_timed_by_their_own_durations(
+    client, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    # No second host here: the local cluster is declared remote, so the real
+    # remote path runs (start on arrival, span = the longest worker's duration).
+    import gilfree.dask_backend as dask_backend
+
+    monkeypatch.setattr(dask_backend, "_same_host", lambda _client: False)
+    timing = DASK.run(KERNELS["cython-nogil"], [10**8, 2 * 10**8], scheduler=client)
+    assert timing.span_from == "per-worker durations"
+    assert timing.span_s == max(w.end_ns - w.start_ns for w in timing.workers) / 1e9
+    assert timing.iterations == 3 * 10**8
+
+
 def test_an_existing_client_is_left_running(client) -> None:  # type: ignore[no-untyped-def]
     r = run("cython-nogil", "dask", workers=2, n=10**7, repeats=1, scheduler=client)
     assert r.ok and r.runs[0].iterations == 10**7
