@@ -33,7 +33,16 @@ from gilfree.backends import Backend
 from gilfree.kernels import Kernel, check_count
 from gilfree.measure import MAX_WORKERS, ProgressHook, Result, sweep
 
-__all__ = ["Calls", "CheckReport", "ResolveError", "as_kernel", "check", "check_call", "resolve"]
+__all__ = [
+    "Calls",
+    "CheckReport",
+    "ResolveError",
+    "as_kernel",
+    "callable_name",
+    "check",
+    "check_call",
+    "resolve",
+]
 
 DEFAULT_BACKENDS = ("threads", "processes", "interpreters")
 #: Below this serial time per call, start-up noise and the harness itself
@@ -110,7 +119,8 @@ class Calls:
         return n
 
 
-def _name(fn: Callable[..., Any]) -> str:
+def callable_name(fn: Callable[..., Any]) -> str:
+    """``module:qualname`` of a function (or of a callable object's type)."""
     module = getattr(fn, "__module__", None) or type(fn).__module__
     qualname = getattr(fn, "__qualname__", None) or type(fn).__qualname__
     return f"{module}:{qualname}"
@@ -123,7 +133,7 @@ def as_kernel(
     if not callable(fn):
         raise TypeError(f"fn must be callable, not {type(fn).__name__}")
     return Kernel(
-        name=_name(fn),
+        name=callable_name(fn),
         func=Calls(fn, tuple(args), dict(kwargs) if kwargs else None),
         compiled=False,
         releases_gil=False,

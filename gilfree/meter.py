@@ -41,15 +41,21 @@ from types import TracebackType
 
 from gilfree._countdown import gil_probe
 
-__all__ = ["DEFAULT_INTERVAL", "GILMeter", "GILReading", "gil_enabled"]
+__all__ = ["DEFAULT_INTERVAL", "FREE_BELOW", "GILMeter", "GILReading", "gil_enabled"]
 
 #: Seconds between two probes. Two threads that hold the GIL make each probe
 #: wait at least a switch interval S (5 ms), so they read at least
 #: S / (interval + S): 0.71 at 2 ms, but only 0.5 at 5 ms, right on the line
 #: between "contended" and not. Each wake-up of the probe costs the measured
-#: work about 7-18 us when every CPU is busy (bench/test_bench_meter.py): about
+#: work about 7-19 us when every CPU is busy (bench/test_bench_meter.py): about
 #: 0.3-0.9% at 2 ms, and up to 2% at 1 ms.
 DEFAULT_INTERVAL = 0.002
+
+
+#: A reading below this means the GIL was free: whatever ran let other Python
+#: threads in. gilfree.testing calls such a function "releases"; a verdict on
+#: threads that fell short anyway says "limited elsewhere".
+FREE_BELOW = 0.2
 
 
 def gil_enabled() -> bool:

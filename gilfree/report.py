@@ -12,6 +12,7 @@ from typing import Any
 from rich.table import Table
 
 from gilfree.measure import SPREAD_WARNING, Result
+from gilfree.meter import FREE_BELOW
 
 __all__ = [
     "PLOT_FORMATS",
@@ -109,11 +110,6 @@ def _gil(cell: Result) -> str:
     return short if short == "no GIL" else f"GIL contention {short}"
 
 
-#: A threads cell whose GIL contention reads below this had the GIL free: if
-#: threads still fell short, the GIL is not what held them back.
-GIL_FREE_BELOW = 0.2
-
-
 def verdict(results: Sequence[Result], kernel: str) -> str:
     """What helped ``kernel``, in words a person can act on (no name prefix).
 
@@ -141,7 +137,7 @@ def verdict(results: Sequence[Result], kernel: str) -> str:
     if ideal > 1 and threads.speedup >= 0.8 * ideal:
         return f"threads help: {speed}" + (f", {gil}" if gil else "")
     contention = threads.contention
-    if contention is not None and contention < GIL_FREE_BELOW:
+    if contention is not None and contention < FREE_BELOW:
         # Threads fell short, but the meter says the GIL was free: the limit is
         # elsewhere, and releasing the GIL more would not help.
         line = f"limited elsewhere: threads {speed} with the GIL free ({gil})"

@@ -41,7 +41,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from gilfree.meter import DEFAULT_INTERVAL, GILMeter, GILReading
+from gilfree.checker import callable_name
+from gilfree.meter import DEFAULT_INTERVAL, FREE_BELOW, GILMeter, GILReading
 
 __all__ = [
     "HOLDS_ABOVE",
@@ -59,8 +60,8 @@ __all__ = [
     "releases_gil",
 ]
 
-#: Contention below this: the function releases the GIL.
-RELEASES_BELOW = 0.2
+#: Contention below this: the function releases the GIL (the meter's "free").
+RELEASES_BELOW = FREE_BELOW
 #: Contention above this: the function holds it. One thread that holds the GIL
 #: reads about 0.7 at the default probe interval (see gilfree.meter); a thread
 #: that never lets go reads about 1.0.
@@ -133,12 +134,6 @@ class GILEvidence:
         )
 
 
-def _name(fn: Callable[..., Any]) -> str:
-    from gilfree.checker import as_kernel
-
-    return as_kernel(fn).name
-
-
 def check_gil(
     fn: Callable[..., Any],
     args: Sequence[Any] = (),
@@ -165,7 +160,7 @@ def check_gil(
     if not min_seconds > 0:
         raise ValueError(f"min_seconds must be > 0, got {min_seconds!r}")
     kw = dict(kwargs or {})
-    name = _name(fn)
+    name = callable_name(fn)
     durations: list[float] = []
     failure: list[BaseException] = []
 
@@ -254,7 +249,8 @@ def benchmark_threads(
     with pytest-benchmark's ``benchmark`` fixture, and record the thread
     speedup and GIL contention in ``benchmark.extra_info``.
 
-    The benchmarked time is the threaded round. Saved runs
+    The benchmarked time is the threaded round, starting the threads
+    included (about 0.1 ms each; see the harness overhead in the README). Saved runs
     (``--benchmark-autosave``) carry the speedup and contention. If ``fn``
     stops releasing the GIL, the threads take turns, the round gets about
     ``threads`` times slower, and ``--benchmark-compare`` shows it

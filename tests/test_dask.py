@@ -113,3 +113,18 @@ def test_cli_unreachable_scheduler_exits_2_before_any_work(
 def test_dask_is_listed_with_its_availability() -> None:
     assert DASK.availability() is None  # installed here
     assert get_backend("dask") is DASK
+
+
+def test_without_distributed_dask_is_unavailable_and_names_the_extra(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import gilfree.dask_backend as dask_backend
+
+    def missing() -> None:
+        raise ImportError("No module named 'distributed'")
+
+    monkeypatch.setattr(dask_backend, "_distributed", missing)
+    reason = DASK.availability()
+    assert reason == 'needs dask.distributed: pip install "gilfree[dask]"'
+    r = run("cython-nogil", "dask", workers=2, n=1000, repeats=1)
+    assert not r.ok and r.reason == reason
