@@ -36,7 +36,10 @@ has even entered its kernel.
 """
 
 from cpython.exc cimport PyErr_CheckSignals
+from cpython.ref cimport PyObject
+from libc.errno cimport EINTR, errno
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, nanosleep, timespec
+from posix.unistd cimport read, write
 
 import threading
 
@@ -75,6 +78,18 @@ cdef extern from *:
     int gilfree_generation() noexcept nogil
     void gilfree_cancel() noexcept nogil
 
+cdef extern from "<poll.h>" nogil:
+    struct pollfd:
+        int fd
+        short events
+        short revents
+    int poll(pollfd *fds, unsigned long nfds, int timeout)
+    enum:
+        POLLIN
+
+cdef extern from "Python.h":
+    int PyThreadState_SetAsyncExc(unsigned long id, PyObject *exc)
+
 #: Iterations between two signal/cancel checks in the typed C kernels (~1 ms).
 CHUNK = 1 << 22
 #: Iterations between two checks in the Python-object kernel (~1 ms).
@@ -92,8 +107,11 @@ class Cancelled(RuntimeError):
     ``performed`` holds the number of iterations done before it stopped.
     """
 
-    def __init__(self, performed):
-        super().__init__(f"countdown cancelled after {performed} iterations")
+    def __init__(self, performed=None):
+        if performed is None:  # raised in a thread from outside: count unknown
+            super().__init__("countdown cancelled")
+        else:
+            super().__init__(f"countdown cancelled after {performed} iterations")
         self.performed = performed
 
 
@@ -249,3 +267,99 @@ def gil_probe(long long interval_ns, list state):
         if t2 - t1 > longest:
             longest = t2 - t1
         state[1:5] = [samples, waited, probed, longest]
+
+
+def raise_in_thread(unsigned long ident, exc_type):
+    """Raise ``exc_type`` in the thread ``ident`` of this interpreter the next
+    time it runs Python code (``None``: withdraw a pending one).
+
+    How interpreted loops, which check no cancel generation, are stopped: the
+    exception arrives at the loop's next bytecode. Code blocked in C (a
+    ``time.sleep``, a compiled kernel) sees it only when it returns to Python.
+    Returns the number of threads it was set for (0: no such thread).
+    """
+    if exc_type is None:
+        return PyThreadState_SetAsyncExc(ident, NULL)
+    if not (isinstance(exc_type, type) and issubclass(exc_type, BaseException)):
+        raise TypeError(f"exc_type must be an exception class or None, not {exc_type!r}")
+    return PyThreadState_SetAsyncExc(ident, <PyObject *>exc_type)
+
+
+cdef long long _MAX_POLL_NS = 1000000000000  # poll() takes int milliseconds
+
+cdef enum:
+    _STOPPED = 0
+    _DEADLINE = 1
+    _INTERRUPT = 2
+    _SIGINT = 2  # the signal number, the same on every POSIX system
+
+#: What :func:`watch` saw: a stop request, the deadline, or SIGINT.
+WATCH_STOPPED = _STOPPED
+WATCH_DEADLINE = _DEADLINE
+WATCH_INTERRUPT = _INTERRUPT
+
+
+def watch(int stop_fd, double seconds=-1.0, int wake_fd=-1, int forward_fd=-1):
+    """Wait without the GIL until a byte arrives on ``stop_fd``, ``seconds``
+    pass (negative: no deadline), or SIGINT is signalled on ``wake_fd``.
+
+    ``wake_fd`` is the read end of the pipe given to
+    :func:`signal.set_wakeup_fd`: CPython's C-level handler writes each
+    signal's number there without needing the GIL. Bytes read from it are
+    copied to ``forward_fd`` (the previous wakeup fd, or -1).
+
+    On the deadline or SIGINT it calls :func:`cancel_running` at once, still
+    without the GIL. That is the point: a kernel that holds the GIL
+    (``cython-gil`` in a worker thread) keeps the main thread from running
+    Python, so neither Ctrl-C's handler nor a Python-level timer could stop
+    it; the cancel generation does, within a chunk (about 1 ms).
+
+    Returns :data:`WATCH_STOPPED`, :data:`WATCH_DEADLINE` or :data:`WATCH_INTERRUPT`.
+    """
+    cdef pollfd fds[2]
+    cdef unsigned long nfds = 2 if wake_fd >= 0 else 1
+    cdef long long deadline = -1
+    cdef long long left
+    cdef int timeout_ms, rc, i
+    cdef int outcome = -1
+    cdef Py_ssize_t got
+    cdef unsigned char buf[64]
+    if seconds >= 0:
+        deadline = _monotonic_ns() + <long long>(seconds * 1e9)
+    with nogil:
+        while outcome < 0:
+            timeout_ms = -1
+            if deadline >= 0:
+                left = deadline - _monotonic_ns()
+                if left <= 0:
+                    outcome = _DEADLINE
+                    break
+                if left > _MAX_POLL_NS:
+                    left = _MAX_POLL_NS
+                timeout_ms = <int>(left // 1000000 + 1)
+            fds[0].fd = stop_fd
+            fds[0].events = POLLIN
+            fds[0].revents = 0
+            fds[1].fd = wake_fd
+            fds[1].events = POLLIN
+            fds[1].revents = 0
+            rc = poll(fds, nfds, timeout_ms)
+            if rc < 0:
+                if errno == EINTR:
+                    continue
+                outcome = _STOPPED  # a closed fd: nothing more to watch
+                break
+            if fds[0].revents:
+                outcome = _STOPPED
+                break
+            if nfds == 2 and fds[1].revents:
+                got = read(wake_fd, buf, 64)
+                if got > 0:
+                    if forward_fd >= 0:
+                        write(forward_fd, buf, got)
+                    for i in range(got):
+                        if buf[i] == _SIGINT:
+                            outcome = _INTERRUPT
+        if outcome != _STOPPED:
+            gilfree_cancel()
+    return outcome

@@ -11,10 +11,15 @@ Every backend runs a list of chunks (one per worker) and returns a
    is reported apart (``setup_s``), and the classic article's figure, which
    includes it, is ``total_s``.
 
-A worker that raises stops the run: the others are cancelled (see
+A worker that raises or dies stops the run: the others are cancelled (see
 :func:`gilfree.cancel_running`) or terminated, everything is joined or
 destroyed, and :class:`WorkerError` reaches the caller with the worker's
-traceback. Nothing is left running.
+traceback. A run given a ``deadline`` that it overruns is stopped the same way
+and raises :class:`RunTimeout`; Ctrl-C stops it and raises KeyboardInterrupt.
+Nothing is left running, with one exception no library can avoid: code
+blocked in C that never returns to Python (a user's function sleeping in a
+C call) cannot be stopped in a thread or a subinterpreter; the error then says
+so (processes are terminated instead).
 
 To add a backend: subclass :class:`Backend`, implement ``_run``, and add it
 to ``_BACKENDS`` at the bottom of this module.
@@ -42,6 +47,7 @@ from typing import Any, Literal, TypeVar
 
 from gilfree._countdown import Cancelled, cancel_generation, cancel_running
 from gilfree._registry import Registry
+from gilfree._watch import STOP_GRACE_S, Running, Watch, join_all
 from gilfree._worker import KernelRef, WorkerStamp, ready, timed, timed_at
 from gilfree.kernels import KERNELS, Kernel
 from gilfree.meter import GILMeter, GILReading
@@ -50,6 +56,7 @@ __all__ = [
     "BACKENDS",
     "Backend",
     "ExecutorBackend",
+    "RunTimeout",
     "RunTiming",
     "UnsupportedError",
     "WorkerError",
@@ -69,6 +76,29 @@ class WorkerError(RuntimeError):
     def __init__(self, message: str, worker: int) -> None:
         super().__init__(message)
         self.worker = worker
+
+
+class RunTimeout(RuntimeError):
+    """A run overran its deadline (a sweep's ``timeout``); its workers were stopped."""
+
+
+def _overran(deadline: float | None) -> RunTimeout:
+    late = 0.0 if deadline is None else time.monotonic() - deadline
+    return RunTimeout(f"overran its deadline (stopped {late:.2f} s after it)")
+
+
+def _until(deadline: float) -> float:
+    """Seconds from now to a :func:`time.monotonic` deadline (0 if past)."""
+    return max(0.0, deadline - time.monotonic())
+
+
+def _unstoppable(names: list[str]) -> WorkerError:
+    return WorkerError(
+        f"worker(s) {', '.join(names)} did not stop within {STOP_GRACE_S:g} s of being "
+        "cancelled: they run code blocked in C that cannot be interrupted, and are left "
+        "running (use the processes backend for such code: processes can be terminated)",
+        -1,
+    )
 
 
 class UnsupportedError(RuntimeError):
@@ -130,10 +160,20 @@ class Backend(ABC):
         """``None`` if ``kernel`` can run on this backend, else the reason."""
         return None
 
-    def run(self, kernel: Kernel, chunks: Sequence[int], **options: Any) -> RunTiming:
-        """Run ``kernel(chunks[i])`` in worker ``i``, all workers at once."""
+    def run(
+        self,
+        kernel: Kernel,
+        chunks: Sequence[int],
+        *,
+        deadline: float | None = None,
+        **options: Any,
+    ) -> RunTiming:
+        """Run ``kernel(chunks[i])`` in worker ``i``, all workers at once.
+
+        ``deadline`` (a :func:`time.monotonic` time): past it, the workers are
+        stopped and :class:`RunTimeout` is raised."""
         self._check(kernel, chunks, options)
-        return self._run(kernel, list(chunks), **options)
+        return self._run(kernel, list(chunks), deadline, **options)
 
     def _check(self, kernel: Kernel, chunks: Sequence[int], options: dict[str, Any]) -> None:
         unknown = set(options) - self.options
@@ -156,18 +196,27 @@ class Backend(ABC):
         owns costly resources (a Dask cluster) sets them up once per cell."""
         yield dict(options)
 
-    def metered_run(self, kernel: Kernel, chunks: Sequence[int], **options: Any) -> RunTiming:
+    def metered_run(
+        self,
+        kernel: Kernel,
+        chunks: Sequence[int],
+        *,
+        deadline: float | None = None,
+        **options: Any,
+    ) -> RunTiming:
         """:meth:`run` with the GIL contention meter on (``gil`` is filled in).
 
         Kept apart from the timed runs: the probe costs the workers a little."""
         if self.gil_meter is None:
             raise UnsupportedError(f"{self.name} does not meter GIL contention")
         with GILMeter() as meter:
-            timing = self.run(kernel, chunks, **options)
+            timing = self.run(kernel, chunks, deadline=deadline, **options)
         return replace(timing, gil=meter.reading())
 
     @abstractmethod
-    def _run(self, kernel: Kernel, chunks: list[int], **options: Any) -> RunTiming: ...
+    def _run(
+        self, kernel: Kernel, chunks: list[int], deadline: float | None, **options: Any
+    ) -> RunTiming: ...
 
     def __repr__(self) -> str:
         return f"<backend {self.name}>"
@@ -177,10 +226,26 @@ class SerialBackend(Backend):
     name = "serial"
     description = "one worker after another in the calling thread (the baseline)"
 
-    def _run(self, kernel: Kernel, chunks: list[int], **options: Any) -> RunTiming:
-        t0 = time.perf_counter_ns()
-        stamps = [timed(kernel, n) for n in chunks]
-        return _timing(t0, t0, time.perf_counter_ns(), stamps)
+    def _run(
+        self, kernel: Kernel, chunks: list[int], deadline: float | None, **options: Any
+    ) -> RunTiming:
+        running = Running()  # compiled kernels stop through the cancel generation,
+        # interpreted ones through an exception raised in this thread.
+        # Signals need no watch here: the kernels run in this thread, where
+        # Ctrl-C reaches them directly.
+        with Watch(deadline, lambda _: running.stop(), signals=False) as watch:
+            try:
+                with running.kernel():
+                    t0 = time.perf_counter_ns()
+                    stamps = [timed(kernel, n) for n in chunks]
+                    t_done = time.perf_counter_ns()
+            except Cancelled as exc:
+                if watch.expired:
+                    raise _overran(deadline) from exc
+                raise
+        if watch.expired:  # it fired as the last call returned
+            raise _overran(deadline)
+        return _timing(t0, t0, t_done, stamps)
 
 
 class ThreadsBackend(Backend):
@@ -188,7 +253,9 @@ class ThreadsBackend(Backend):
     description = "N threads of this interpreter (they share its GIL)"
     gil_meter = "shared"
 
-    def _run(self, kernel: Kernel, chunks: list[int], **options: Any) -> RunTiming:
+    def _run(
+        self, kernel: Kernel, chunks: list[int], deadline: float | None, **options: Any
+    ) -> RunTiming:
         count = len(chunks)
         start_line = threading.Barrier(count + 1)
         stamps: list[WorkerStamp | None] = [None] * count
@@ -197,36 +264,59 @@ class ThreadsBackend(Backend):
 
         def work(i: int) -> None:
             try:
-                start_line.wait()
-            except threading.BrokenBarrierError:
-                return  # the run was abandoned before the start
-            try:
-                stamps[i] = timed(kernel, chunks[i], since)
-            except BaseException as exc:
-                errors.append((i, exc))
-                cancel_running()  # stop the other workers at their next check
+                try:
+                    start_line.wait()
+                except threading.BrokenBarrierError:
+                    return  # the run was abandoned before the start
+                try:
+                    with running.kernel():
+                        stamps[i] = timed(kernel, chunks[i], since)
+                except BaseException as exc:
+                    errors.append((i, exc))
+                    cancel_running()  # stop the other workers at their next check
+            except BaseException:  # a stop request that came as the kernel returned
+                return
 
-        t0 = time.perf_counter_ns()
         threads = [
             threading.Thread(target=work, args=(i,), name=f"gilfree-worker-{i}", daemon=True)
             for i in range(count)
         ]
-        try:
-            for t in threads:
-                t.start()
-            start_line.wait()
-            t_ready = time.perf_counter_ns()
-            for t in threads:
-                t.join()
-        except BaseException:
-            # Interrupted (Ctrl-C) or failed to start a thread: stop and join all.
+        running = Running()
+
+        def stop(outcome: str) -> None:
+            # Ctrl-C or the deadline: the watch has bumped the cancel
+            # generation already (compiled kernels); stop interpreted loops too.
             start_line.abort()
-            cancel_running()
-            for t in threads:
-                if t.is_alive():
-                    t.join()
-            raise
+            running.stop()
+
+        with Watch(deadline, stop) as watch:
+            t0 = time.perf_counter_ns()
+            try:
+                for t in threads:
+                    t.start()
+                start_line.wait()
+                t_ready = time.perf_counter_ns()
+                for t in threads:
+                    # With a deadline, no later than it plus the grace to stop:
+                    # a worker blocked in C must not hang the caller.
+                    t.join(None if deadline is None else _until(deadline + STOP_GRACE_S))
+            except BaseException as exc:
+                # Interrupted, past the deadline, or a thread failed to start.
+                start_line.abort()
+                cancel_running()
+                running.stop()
+                left = join_all([t for t in threads if t.ident is not None])
+                if left:
+                    raise _unstoppable(left) from exc
+                if watch.expired and not isinstance(exc, KeyboardInterrupt):
+                    raise _overran(deadline) from exc
+                raise
+            left = [t.name for t in threads if t.is_alive()]
+            if left:
+                raise _unstoppable(left)
         t_done = time.perf_counter_ns()
+        if watch.expired:
+            raise _overran(deadline)
         _raise_first(errors)
         return _timing(t0, t_ready, t_done, [s for s in stamps if s is not None])
 
@@ -271,16 +361,31 @@ def _pickled(kernel: Kernel, where: str) -> bytes:
         ) from None
 
 
+def _die_with_parent() -> None:
+    """Linux: have the kernel kill this process if its parent dies (a parent
+    killed with SIGKILL runs no clean-up of its own)."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(Exception):
+            import ctypes
+            import signal
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
 def _process_main(conn: Any, go: Any, kernel: KernelRef, n: int) -> None:
     """Entry point of a worker process: report ready, wait for go, run, report."""
     try:
+        parent = os.getppid()
+        _die_with_parent()
         try:
             ready(kernel)
         except Exception as exc:  # the kernel cannot be loaded in this process
             conn.send(("unsupported", _describe(exc)))
             return
         conn.send(("ready", None))
-        go.wait()
+        while not go.wait(0.5):
+            if os.getppid() != parent:  # orphaned: nobody will ever say go
+                return
         conn.send(("ok", tuple(timed(kernel, n))))
     except BaseException as exc:
         with contextlib.suppress(Exception):
@@ -295,7 +400,12 @@ class ProcessesBackend(Backend):
     options = frozenset({"start_method"})
 
     def _run(
-        self, kernel: Kernel, chunks: list[int], start_method: str | None = None, **_: Any
+        self,
+        kernel: Kernel,
+        chunks: list[int],
+        deadline: float | None,
+        start_method: str | None = None,
+        **_: Any,
     ) -> RunTiming:
         method = resolve_start_method(start_method)
         ctx: Any = multiprocessing.get_context(method)
@@ -319,34 +429,69 @@ class ProcessesBackend(Backend):
                 send.close()  # the child holds its own copy
                 procs.append(p)
                 conns.append(recv)
-            _collect(procs, conns, "ready", READY_TIMEOUT_S)
+            ready_by = time.monotonic() + READY_TIMEOUT_S
+            _collect(procs, conns, "ready", _earliest(ready_by, deadline), deadline)
             go.set()
             t_ready = time.perf_counter_ns()
-            results = _collect(procs, conns, "ok", None)
+            results = _collect(procs, conns, "ok", deadline, deadline)
             t_done = time.perf_counter_ns()
         finally:
-            for p in procs:
-                if p.is_alive():
-                    p.terminate()
-            for p in procs:
-                p.join()
-                p.close()
+            _reap(procs)
             for c in conns:
                 c.close()
         return _timing(t0, t_ready, t_done, [WorkerStamp(*r) for r in results])
 
 
-def _collect(procs: list[Any], conns: list[Any], expect: str, timeout: float | None) -> list[Any]:
-    """One message of kind ``expect`` from every worker, noticing deaths at once."""
+def _earliest(a: float | None, b: float | None) -> float | None:
+    return b if a is None else a if b is None else min(a, b)
+
+
+def _reap(procs: list[Any]) -> None:
+    """Terminate (then, if that is ignored, kill) and join every process."""
+    for p in procs:
+        if p.is_alive():
+            p.terminate()
+    for p in procs:
+        p.join(STOP_GRACE_S)
+        if p.is_alive():
+            p.kill()
+            p.join()
+        p.close()
+
+
+def _died(proc: Any) -> str:
+    """How a worker process ended: its exit code, or the signal that killed it."""
+    code = proc.exitcode
+    if code is not None and code < 0:
+        import signal
+
+        with contextlib.suppress(ValueError):
+            return f"killed by {signal.Signals(-code).name}"
+        return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
+def _collect(
+    procs: list[Any],
+    conns: list[Any],
+    expect: str,
+    until: float | None,
+    deadline: float | None,
+) -> list[Any]:
+    """One message of kind ``expect`` from every worker, noticing deaths at
+    once; waits until ``until`` (monotonic), and past the run's ``deadline``
+    raises :class:`RunTimeout`."""
     out: list[Any] = [None] * len(conns)
     waiting = dict(enumerate(conns))
-    deadline = None if timeout is None else time.monotonic() + timeout
     while waiting:
-        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        left = None if until is None else _until(until)
         handles = list(waiting.values()) + [procs[i].sentinel for i in waiting]
         ready_handles = multiprocessing.connection.wait(handles, timeout=left)
         if not ready_handles:
-            raise WorkerError(f"workers {sorted(waiting)} not ready after {timeout:.0f} s", -1)
+            if deadline is not None and time.monotonic() >= deadline:
+                raise _overran(deadline)
+            late = sorted(waiting)
+            raise WorkerError(f"workers {late} not ready after {READY_TIMEOUT_S:.0f} s", -1)
         for i, conn in list(waiting.items()):
             if conn in ready_handles or procs[i].sentinel in ready_handles:
                 try:
@@ -354,8 +499,7 @@ def _collect(procs: list[Any], conns: list[Any], expect: str, timeout: float | N
                 except EOFError:
                     procs[i].join(1)
                     raise WorkerError(
-                        f"worker process {i} died without a result (exit code {procs[i].exitcode})",
-                        i,
+                        f"worker process {i} died without a result ({_died(procs[i])})", i
                     ) from None
                 if kind == "error":
                     raise WorkerError(f"worker process {i} raised {payload}", i)
@@ -430,13 +574,39 @@ except BaseException as _exc:  # this interpreter cannot load the kernel
     _msg = {{"unsupported": type(_exc).__name__ + ": " + str(_exc) + "\\n" + _tb.format_exc()}}
 else:
     _os.write({out}, b"ready\\n")
-    _meter = None
+    _meter = _stopper = None
     try:
         if _os.read({go}, 1) == b"g":
             if {meter}:
                 from gilfree.meter import GILMeter as _GILMeter
                 _meter = _GILMeter().start()
-            _msg = {{"ok": list(_timed(_kernel, {n}, {since}))}}
+            if {stoppable}:
+                # An interpreted loop, stopped by an exception when told. It
+                # runs in a thread of this interpreter's own: on CPython 3.12
+                # the thread that entered the interpreter cannot be targeted.
+                import threading as _threading
+                from gilfree._watch import Running as _Running
+                _running = _Running()
+                _out = []
+                def _work():
+                    try:
+                        with _running.kernel():
+                            _out.append(_timed(_kernel, {n}, {since}))
+                    except BaseException as _exc:
+                        _out.append(_exc)
+                def _stop():
+                    if _os.read({stop}, 1) == b"s":
+                        _running.stop()
+                _stopper = _threading.Thread(target=_stop)
+                _stopper.start()
+                _worker = _threading.Thread(target=_work)
+                _worker.start()
+                _worker.join()
+                if isinstance(_out[0], BaseException):
+                    raise _out[0]
+                _msg = {{"ok": list(_out[0])}}
+            else:
+                _msg = {{"ok": list(_timed(_kernel, {n}, {since}))}}
         else:
             _msg = {{"abandoned": True}}
     except BaseException as _exc:
@@ -453,6 +623,8 @@ else:
         if _meter is not None:  # its probe thread must end before the interpreter
             _msg["gil"] = _meter.stop().__dict__
 _os.write({out}, (_json.dumps(_msg) + "\\n").encode())
+if _stopper is not None:  # it ends when the run does (the main interpreter says)
+    _stopper.join()
 """
 
 
@@ -504,24 +676,45 @@ class InterpretersBackend(Backend):
     def unsupported_reason(self, kernel: Kernel) -> str | None:
         return None if kernel.subinterpreters else kernel.unsupported_reason
 
-    def metered_run(self, kernel: Kernel, chunks: Sequence[int], **options: Any) -> RunTiming:
+    def metered_run(
+        self,
+        kernel: Kernel,
+        chunks: Sequence[int],
+        *,
+        deadline: float | None = None,
+        **options: Any,
+    ) -> RunTiming:
         """:meth:`run` with a contention meter inside every subinterpreter (each
         has its own GIL); the reading pools them, time-weighted."""
         self._check(kernel, chunks, options)
-        return self._run(kernel, list(chunks), meter=True, **options)
+        return self._run(kernel, list(chunks), deadline, meter=True, **options)
 
     def _run(
-        self, kernel: Kernel, chunks: list[int], meter: bool = False, **options: Any
+        self,
+        kernel: Kernel,
+        chunks: list[int],
+        deadline: float | None,
+        meter: bool = False,
+        **options: Any,
     ) -> RunTiming:
         with _interp_source(kernel) as (setup, kernel_expr):  # before anything is created
-            return self._run_source(setup, kernel_expr, chunks, meter)
+            return self._run_source(
+                setup, kernel_expr, chunks, meter, deadline, stoppable=not kernel.cancellable
+            )
 
     def _run_source(
-        self, setup: str, kernel_expr: str, chunks: list[int], meter: bool
+        self,
+        setup: str,
+        kernel_expr: str,
+        chunks: list[int],
+        meter: bool,
+        deadline: float | None,
+        stoppable: bool,
     ) -> RunTiming:
         api = _Interpreters()
         count = len(chunks)
         go_r, go_w = os.pipe()
+        stop_r, stop_w = os.pipe()  # one byte per interpreter: the run is over
         outs = [os.pipe() for _ in range(count)]
         interps: list[Any] = []
         threads: list[threading.Thread] = []
@@ -536,6 +729,8 @@ class InterpretersBackend(Backend):
                 since=since,
                 out=outs[i][1],
                 go=go_r,
+                stop=stop_r,
+                stoppable=stoppable,
                 meter=meter,
             )
             try:
@@ -550,6 +745,7 @@ class InterpretersBackend(Backend):
                     api.destroy(interp)
 
         released = False
+        left: list[str] = []
         t0 = time.perf_counter_ns()
         try:
             for i in range(count):
@@ -559,32 +755,39 @@ class InterpretersBackend(Backend):
                 )
                 t.start()
                 threads.append(t)
+            ready_by = _earliest(time.monotonic() + READY_TIMEOUT_S, deadline)
             for i in range(count):
-                msg = readers[i].readline()
+                msg = _read_line(readers[i], ready_by, deadline)
                 if msg.strip() != b"ready":
                     _not_ready(i, msg)
             os.write(go_w, b"g" * count)
             released = True
             t_ready = time.perf_counter_ns()
-            replies = [json.loads(readers[i].readline() or b"{}") for i in range(count)]
+            replies = [json.loads(_read_line(r, deadline, deadline) or b"{}") for r in readers]
+            os.write(stop_w, b"s" * count)  # done: the stop threads may end
             for t in threads:
                 t.join()
             t_done = time.perf_counter_ns()
-        except BaseException:
+        except BaseException as exc:
             if not released:
                 os.write(go_w, b"x" * count)  # abandon: nobody starts counting
-            cancel_running()
+            cancel_running()  # compiled kernels, in every interpreter
+            os.write(stop_w, b"s" * count)  # interpreted loops, through their stop thread
+            left = join_all(threads)
+            if left:  # they still use the pipes: leave those open
+                raise _unstoppable(left) from exc
             raise
         finally:
-            for t in threads:
-                t.join()
-            for interp in interps[len(threads) :]:  # created, but no thread to run it
-                with contextlib.suppress(Exception):
-                    api.destroy(interp)
-            for f in readers:
-                f.close()
-            for fd in (go_r, go_w, *(w for _, w in outs)):
-                os.close(fd)
+            if not left:
+                for t in threads:
+                    t.join()
+                for interp in interps[len(threads) :]:  # created, but no thread to run it
+                    with contextlib.suppress(Exception):
+                        api.destroy(interp)
+                for f in readers:
+                    f.close()
+                for fd in (go_r, go_w, stop_r, stop_w, *(w for _, w in outs)):
+                    os.close(fd)
         unsupported = [r["unsupported"] for r in replies if "unsupported" in r]
         if unsupported:
             raise UnsupportedError(
@@ -599,6 +802,15 @@ class InterpretersBackend(Backend):
             gil = GILReading.pooled(GILReading(**r["gil"]) for r in replies)
             timing = replace(timing, gil=gil)
         return timing
+
+
+def _read_line(reader: Any, until: float | None, deadline: float | None) -> bytes:
+    """One line from a subinterpreter's pipe, waiting no later than ``until``."""
+    if until is not None and not multiprocessing.connection.wait([reader], _until(until)):
+        if deadline is not None and time.monotonic() >= deadline:
+            raise _overran(deadline)
+        raise WorkerError(f"a subinterpreter was not ready after {READY_TIMEOUT_S:.0f} s", -1)
+    return reader.readline()  # type: ignore[no-any-return]
 
 
 def _headline(error: str) -> str:
@@ -645,28 +857,41 @@ class ExecutorBackend(Backend):
         if isinstance(executor, concurrent.futures.ThreadPoolExecutor):
             self.gil_meter = "shared"
 
-    def _run(self, kernel: Kernel, chunks: list[int], **options: Any) -> RunTiming:
-        t0 = time.perf_counter_ns()
-        ref = _ref(kernel)
-        warm = [self.executor.submit(ready, ref) for _ in chunks]
-        _results(warm)
-        t_ready = time.perf_counter_ns()
-        # Margin: twice the warm-up round, at least 20 ms, for the tasks to be
-        # picked up before the start time.
-        go_ns = time.perf_counter_ns() + max(20_000_000, 2 * (t_ready - t0))
-        # The cancel generation is per process: hand it over only where the
-        # tasks run in this one.
-        since = cancel_generation() if self.gil_meter == "shared" else None
-        futures = [self.executor.submit(timed_at, ref, n, go_ns, since) for n in chunks]
-        stamps = _results(futures)
-        t_done = time.perf_counter_ns()
+    def _run(
+        self, kernel: Kernel, chunks: list[int], deadline: float | None, **options: Any
+    ) -> RunTiming:
+        # Tasks in this process (a thread pool) stop through the cancel
+        # generation, which the watch bumps without the GIL on Ctrl-C or the
+        # deadline; gilfree does not own the pool's threads, so interpreted
+        # tasks there run to their end.
+        here = self.gil_meter == "shared"
+        with Watch(deadline, signals=here):
+            t0 = time.perf_counter_ns()
+            ref = _ref(kernel)
+            warm = [self.executor.submit(ready, ref) for _ in chunks]
+            _results(warm, deadline)
+            t_ready = time.perf_counter_ns()
+            # Margin: twice the warm-up round, at least 20 ms, for the tasks to
+            # be picked up before the start time.
+            go_ns = time.perf_counter_ns() + max(20_000_000, 2 * (t_ready - t0))
+            # The cancel generation is per process: hand it over only where the
+            # tasks run in this one.
+            since = cancel_generation() if here else None
+            futures = [self.executor.submit(timed_at, ref, n, go_ns, since) for n in chunks]
+            stamps = _results(futures, deadline)
+            t_done = time.perf_counter_ns()
         return _timing(t0, t_ready, t_done, stamps)
 
 
-def _results(futures: list[concurrent.futures.Future[Any]]) -> list[Any]:
+def _results(futures: list[concurrent.futures.Future[Any]], deadline: float | None) -> list[Any]:
     """All results in order; the first task that fails stops the others."""
     try:
-        concurrent.futures.wait(futures, return_when=concurrent.futures.FIRST_EXCEPTION)
+        timeout = None if deadline is None else _until(deadline)
+        done, _ = concurrent.futures.wait(
+            futures, timeout, return_when=concurrent.futures.FIRST_EXCEPTION
+        )
+        if len(done) < len(futures) and not any(f.exception() for f in done):
+            raise _overran(deadline)
         for i, f in enumerate(futures):
             if f.done() and not f.cancelled() and f.exception() is not None:
                 exc = f.exception()
@@ -681,7 +906,7 @@ def _results(futures: list[concurrent.futures.Future[Any]]) -> list[Any]:
         # Tasks running in this process stop at their next check; tasks in the
         # caller's other processes run to their end: the executor is theirs.
         cancel_running()
-        concurrent.futures.wait(futures)
+        concurrent.futures.wait(futures, STOP_GRACE_S)
         raise
 
 

@@ -31,7 +31,7 @@ from typing import Any
 
 from gilfree.backends import Backend
 from gilfree.kernels import Kernel, check_count
-from gilfree.measure import MAX_WORKERS, ProgressHook, Result, sweep
+from gilfree.measure import MAX_WORKERS, ProgressHook, Result, ResultHook, sweep
 
 __all__ = [
     "Calls",
@@ -234,6 +234,8 @@ def check_call(
     start_method: str | None = None,
     scheduler: Any = None,
     progress: ProgressHook | None = None,
+    timeout: float | None = None,
+    on_result: ResultHook | None = None,
 ) -> CheckReport:
     """:func:`check` with every setting.
 
@@ -246,8 +248,10 @@ def check_call(
         ``workers * calls`` calls in one thread).
     calls
         Calls per worker per round (default 1). Raise it for a fast function.
-    repeats, warmups, start_method, scheduler, progress
-        As in :func:`gilfree.sweep`.
+    repeats, warmups, start_method, scheduler, progress, timeout, on_result
+        As in :func:`gilfree.sweep`: a cell whose worker raises or dies, or
+        that overruns ``timeout``, comes back failed (the function raising in
+        the serial baseline, which runs first in this thread, raises here).
     backends
         Where to run it (default threads, processes, interpreters; those
         unavailable here come back as unsupported cells with the reason).
@@ -266,5 +270,7 @@ def check_call(
         start_method=start_method,
         scheduler=scheduler,
         progress=progress,
+        timeout=timeout,
+        on_result=on_result,
     )
     return CheckReport(kernel.name, n, tuple(results))

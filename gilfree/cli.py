@@ -1,7 +1,8 @@
 """The ``gilfree`` command: a thin layer over the public API.
 
 Exit status: 0 success, 1 a measurement failed (a worker raised or died, a
-cell is unsupported in ``run``), 2 bad arguments, 130 interrupted.
+cell timed out, a cell is unsupported in ``run``), 2 bad arguments, 130
+interrupted (after printing, and writing to ``--json``, the cells measured).
 """
 
 from __future__ import annotations
@@ -93,14 +94,19 @@ def _bounded(option: str, low: int, high: int) -> Callable[[str], int]:
     return parse
 
 
-def parse_seconds(text: str) -> float:
+def parse_seconds(text: str, most: float = 3600) -> float:
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not 0 < value <= 3600:
-        raise argparse.ArgumentTypeError(f"{text!r}: give seconds between 0 and 3600")
+    if not 0 < value <= most:
+        raise argparse.ArgumentTypeError(f"{text!r}: give seconds between 0 and {most:g}")
     return value
+
+
+def parse_timeout(text: str) -> float:
+    """Seconds, more than 0 and at most a day."""
+    return parse_seconds(text, most=86400)
 
 
 def parse_json_path(text: str) -> str:
@@ -268,11 +274,19 @@ def _repeats(p: argparse.ArgumentParser) -> None:
         help="how the processes backend starts workers (default: the platform's)",
     )
     p.add_argument(
+        "--timeout",
+        type=parse_timeout,
+        metavar="SECONDS",
+        help="give up on a cell (or a serial baseline) that runs longer than this: its "
+        "workers are stopped, it is reported as timed out, and the rest still run",
+    )
+    p.add_argument(
         "--json",
         type=parse_json_path,
         metavar="PATH",
-        help="write every raw timing and the metadata as JSON to PATH ('-': stdout; "
-        "the table then goes to stderr)",
+        help="write every raw timing and the metadata to PATH as JSON Lines, one cell per "
+        "line as it completes, then an end line saying complete, failed or interrupted "
+        "('-': stdout; the table then goes to stderr)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -426,6 +440,33 @@ def _progress(args: argparse.Namespace) -> Iterator[ProgressHook]:
         yield hook
 
 
+class _Recorder:
+    """The cells of one measuring command, kept as they complete and streamed
+    to ``--json``, so an interrupted run can still print and keep them."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        from gilfree import report
+
+        self.results: list[Result] = []
+        self.meta: dict[str, Any] = {}
+        self.log = (
+            report.JsonLog(args.json, command=args.argv, context=context().__dict__)
+            if args.json
+            else None
+        )
+
+    def add(self, result: Result) -> None:
+        self.results.append(result)
+        if self.log:
+            self.log.cell(result)
+
+    def end(self, status: str) -> None:
+        if self.log:
+            failed = sum(r.status in ("failed", "timeout") for r in self.results)
+            self.log.end(status, failed_cells=failed, **self.meta)
+            self.log = None
+
+
 def _measure(
     args: argparse.Namespace, kernels: list[str], backends: list[str], workers: list[int]
 ) -> list[Result]:
@@ -442,6 +483,8 @@ def _measure(
             start_method=args.start_method,
             scheduler=args.scheduler,
             progress=hook,
+            timeout=args.timeout,
+            on_result=args.recorder.add,
         )
 
 
@@ -457,8 +500,8 @@ def _report(
     warnings: Sequence[str] = (),
     **meta: Any,
 ) -> None:
-    """Table, notes, warnings and verdicts to the terminal; JSON if asked
-    (``meta`` goes into the JSON beside the results)."""
+    """Table, notes, warnings and verdicts to the terminal (``meta`` goes
+    into the JSON's end line)."""
     from rich.console import Console
 
     from gilfree import report
@@ -486,9 +529,12 @@ def _report(
     console.print()
     for line in report.verdicts(results):
         console.print(line)
-    if args.json:
-        data = report.to_json(results, command=args.argv, **meta)  # results carry context
-        report.write_json(data, args.json)
+    args.recorder.meta.update(meta)
+
+
+def _failed(results: Sequence[Result]) -> int:
+    """Exit status: 1 if a cell failed or timed out (the table says which), else 0."""
+    return 1 if any(r.status in ("failed", "timeout") for r in results) else 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -503,7 +549,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         f"Every kernel, 2 workers, {args.scaling} scaling — Python {c.python}, {c.cpu_count} CPUs",
         classic=True,
     )
-    return 0
+    return _failed(results)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -522,6 +568,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_sweep(args: argparse.Namespace) -> int:
     results = _measure(args, args.kernels, args.backends, args.workers)
     _report(args, results, f"sweep: workers {','.join(map(str, args.workers))}")
+    status = _failed(results)
     if args.plot:
         from gilfree import report
 
@@ -531,7 +578,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         else:
             print("gilfree: no cell ran, so there is nothing to plot", file=sys.stderr)
             return 1
-    return 0
+    return status
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -555,6 +602,8 @@ def cmd_check(args: argparse.Namespace) -> int:
                 start_method=args.start_method,
                 scheduler=args.scheduler,
                 progress=hook,
+                timeout=args.timeout,
+                on_result=args.recorder.add,
             )
     except (KeyboardInterrupt, WorkerError):
         raise
@@ -570,7 +619,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         warnings=own,
         check={"function": name, "calls": result.calls, "verdict": result.verdict},
     )
-    return 0
+    return _failed(result.results)
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -614,6 +663,18 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _interrupted(args: argparse.Namespace) -> None:
+    """After Ctrl-C: show the cells measured so far and end the JSON log."""
+    recorder: _Recorder = args.recorder
+    try:
+        if recorder.results:
+            _report(args, recorder.results, "interrupted: the cells measured before Ctrl-C")
+        else:
+            print("gilfree: interrupted before any cell was measured", file=sys.stderr)
+    finally:
+        recorder.end("interrupted")
+
+
 COMMANDS = {
     "demo": cmd_demo,
     "run": cmd_run,
@@ -632,14 +693,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         args_list = ["demo", *args_list]
     args = parser.parse_args(args_list)
     args.argv = args_list  # recorded in the JSON output
+    measuring = args.command != "info"
     try:
-        return COMMANDS[args.command](args)
+        if measuring:
+            args.recorder = _Recorder(args)
+        status = COMMANDS[args.command](args)
+        if measuring:
+            args.recorder.end("complete" if status == 0 else "failed")
+        return status
     except _Usage as exc:
         parser.error(str(exc))
     except WorkerError as exc:
+        if measuring:
+            args.recorder.end("failed")
         print(f"gilfree: a worker failed: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
+        if measuring and hasattr(args, "recorder"):
+            _interrupted(args)
         print("gilfree: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # gilfree info | head: the reader left; say nothing more

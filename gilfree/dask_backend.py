@@ -24,6 +24,7 @@ is listed as unavailable, with that command.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import Iterator, Mapping
@@ -33,10 +34,12 @@ from typing import Any
 from gilfree._worker import WorkerStamp, ready, timed_at
 from gilfree.backends import (
     Backend,
+    RunTimeout,
     RunTiming,
     UnsupportedError,
     WorkerError,
     _describe,
+    _overran,
     _ref,
     _timing,
 )
@@ -159,14 +162,27 @@ class DaskBackend(Backend):
                 yield {**options, "scheduler": client}
             finally:
                 client.close()
+        except BaseException:
+            # Ctrl-C, a timeout or a failure may leave a task running, and a
+            # worker busy in Python answers the shutdown request only after
+            # seconds: terminate the worker processes first.
+            _terminate_workers(cluster)
+            raise
         finally:
             cluster.close()
 
-    def _run(self, kernel: Kernel, chunks: list[int], scheduler: Any = None, **_: Any) -> RunTiming:
+    def _run(
+        self,
+        kernel: Kernel,
+        chunks: list[int],
+        deadline: float | None,
+        scheduler: Any = None,
+        **_: Any,
+    ) -> RunTiming:
         if scheduler is None or isinstance(scheduler, str):
             # A bare run() call: a cluster (or connection) for this run alone.
             with self.cell(len(chunks), {"scheduler": scheduler}) as opts:
-                return self._run(kernel, chunks, **opts)
+                return self._run(kernel, chunks, deadline, **opts)
         client = scheduler
         t0 = time.perf_counter_ns()
         workers = sorted(client.scheduler_info()["workers"])
@@ -182,7 +198,7 @@ class DaskBackend(Backend):
         def submit(fn: Any, *args: Any, on: str) -> Any:
             return client.submit(fn, *args, workers=[on], allow_other_workers=False, pure=False)
 
-        _gather(client, [submit(ready, ref, on=w) for w in placed])
+        _gather(client, [submit(ready, ref, on=w) for w in placed], deadline)
         t_ready = time.perf_counter_ns()
         # Local: a start time on the shared clock, as for any executor. Remote:
         # other hosts' clocks are not comparable, so each starts on arrival.
@@ -190,13 +206,21 @@ class DaskBackend(Backend):
         futures = [
             submit(timed_at, ref, n, go_ns, None, on=w) for n, w in zip(chunks, placed, strict=True)
         ]
-        stamps: list[WorkerStamp] = [WorkerStamp(*s) for s in _gather(client, futures)]
+        stamps = [WorkerStamp(*s) for s in _gather(client, futures, deadline)]
         t_done = time.perf_counter_ns()
         timing = _timing(t0, t_ready, t_done, stamps)
         if local:
             return timing
         longest = max((s.end_ns - s.start_ns for s in stamps), default=0) / 1e9
         return replace(timing, span_s=longest, span_from="per-worker durations")
+
+
+def _terminate_workers(cluster: Any) -> None:
+    """Terminate a local cluster's worker processes (their nannies stay to be
+    closed); best effort, as it reaches into the nannies."""
+    for nanny in list(getattr(cluster, "workers", {}).values()):
+        with contextlib.suppress(Exception):
+            nanny.process.process.terminate()
 
 
 def _same_host(client: Any) -> bool:
@@ -210,14 +234,24 @@ def _same_host(client: Any) -> bool:
     return all(w.get("host") in here for w in info.values())
 
 
-def _gather(client: Any, futures: list[Any]) -> list[Any]:
-    """Results in order; the first task that fails stops the others."""
+def _gather(client: Any, futures: list[Any], deadline: float | None) -> list[Any]:
+    """Results in order; the first task that fails stops the others. Past the
+    ``deadline``, the tasks are cancelled (a task already running on a worker
+    runs on: Dask cannot stop it, but a local cluster is closed after its cell)."""
     try:
+        if deadline is not None:
+            left = max(0.0, deadline - time.monotonic())
+            try:
+                _distributed().wait(futures, timeout=left, return_when="FIRST_EXCEPTION")
+            except (TimeoutError, asyncio.TimeoutError):  # distinct classes on 3.10
+                raise RunTimeout("") from None
         return list(client.gather(futures))
     except BaseException as exc:
         # Which task failed: read before cancelling, which changes the statuses.
         failed = next((i for i, f in enumerate(futures) if f.status == "error"), 0)
         client.cancel(futures)
+        if isinstance(exc, RunTimeout):
+            raise _overran(deadline) from None
         if isinstance(exc, (KeyboardInterrupt, UnsupportedError)):
             raise
         raise WorkerError(f"Dask task {failed} raised {_describe(exc)}", failed) from exc

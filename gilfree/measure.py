@@ -21,7 +21,14 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from gilfree.backends import Backend, RunTiming, UnsupportedError, get_backend
+from gilfree.backends import (
+    Backend,
+    RunTimeout,
+    RunTiming,
+    UnsupportedError,
+    WorkerError,
+    get_backend,
+)
 from gilfree.kernels import MAX_N, Kernel, check_count, get_kernel
 from gilfree.meter import GILReading
 
@@ -37,6 +44,9 @@ __all__ = [
 ]
 
 Scaling = Literal["strong", "weak"]
+Status = Literal["ok", "unsupported", "failed", "timeout"]
+#: What a sweep does when a cell fails: record it and go on, or raise.
+OnError = Literal["record", "raise"]
 SPREAD_WARNING = 0.10  # pyperf's rule: warn when stdev exceeds 10% of the mean
 MAX_WORKERS = 1024
 
@@ -153,8 +163,10 @@ class Result:
 
     ``runs`` are the timed repeats (warm-ups are kept apart in ``warmups``);
     ``baseline_s`` are the spans of the serial run of the same kernel doing the
-    same total work in one thread. ``status`` is ``"ok"`` or ``"unsupported"``
-    (then ``reason`` says why and there are no runs). ``gil`` is the GIL
+    same total work in one thread. ``status`` is ``"ok"``, ``"unsupported"``
+    (it cannot run here), ``"failed"`` (a worker raised or died) or
+    ``"timeout"`` (it overran the sweep's ``timeout``); for all but ``"ok"``,
+    ``reason`` says why and there are no runs. ``gil`` is the GIL
     contention read during one untimed run (the first warm-up, or an extra run
     when there are none) on backends whose workers share or own a GIL
     (threads, interpreters); None elsewhere.
@@ -166,7 +178,7 @@ class Result:
     n: int
     scaling: Scaling
     start_method: str | None
-    status: Literal["ok", "unsupported"]
+    status: Status
     reason: str
     runs: tuple[RunTiming, ...]
     warmups: tuple[RunTiming, ...]
@@ -316,25 +328,28 @@ def _measure(
     warmups: int,
     options: dict[str, Any],
     meter: bool = False,
+    timeout: float | None = None,
 ) -> tuple[tuple[RunTiming, ...], tuple[RunTiming, ...], GILReading | None, float]:
     """Warm-ups, then timed repeats, and the seconds the cell's setup took.
     With ``meter``, the first warm-up (or an extra untimed run) carries the
-    contention meter: timed runs never do."""
+    contention meter: timed runs never do. Every run of the cell shares one
+    deadline, ``timeout`` seconds from its start."""
+    deadline = None if timeout is None else time.monotonic() + timeout
     t0 = time.perf_counter()
     with backend.cell(len(chunks), options) as opts:
         cell_setup = time.perf_counter() - t0
         warm = tuple(
-            backend.metered_run(kernel, chunks, **opts)
+            backend.metered_run(kernel, chunks, deadline=deadline, **opts)
             if meter and i == 0
-            else backend.run(kernel, chunks, **opts)
+            else backend.run(kernel, chunks, deadline=deadline, **opts)
             for i in range(warmups)
         )
         gil = warm[0].gil if warm else None
         if meter and gil is None:
-            gil = backend.metered_run(kernel, chunks, **opts).gil
+            gil = backend.metered_run(kernel, chunks, deadline=deadline, **opts).gil
         runs = []
         for _ in range(repeats):
-            timing = backend.run(kernel, chunks, **opts)
+            timing = backend.run(kernel, chunks, deadline=deadline, **opts)
             if timing.iterations != sum(chunks):  # every kernel reports what it did
                 raise RuntimeError(
                     f"{kernel.name} on {backend.name} performed {timing.iterations} "
@@ -346,6 +361,26 @@ def _measure(
 
 #: Called before each step with a label and the total number of steps.
 ProgressHook = Callable[[str, int], None]
+#: Called with each cell's :class:`Result` as soon as it is measured.
+ResultHook = Callable[[Result], None]
+
+
+def _failure(exc: BaseException, timeout: float | None) -> tuple[Status, str]:
+    """A failed cell's status and reason."""
+    if isinstance(exc, RunTimeout):
+        return "timeout", f"over the {timeout:g} s timeout: {exc}; its workers were stopped"
+    return "failed", str(exc)
+
+
+def _check_timeout(timeout: object) -> float | None:
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        kind = type(timeout).__name__
+        raise TypeError(f"timeout must be a number of seconds or None, not {kind}")
+    if not 0 < timeout < float("inf"):
+        raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+    return float(timeout)
 
 
 def sweep(
@@ -361,6 +396,9 @@ def sweep(
     start_method: str | None = None,
     scheduler: Any = None,
     progress: ProgressHook | None = None,
+    timeout: float | None = None,
+    errors: OnError = "record",
+    on_result: ResultHook | None = None,
 ) -> list[Result]:
     """Measure every kernel x backend x worker count.
 
@@ -373,8 +411,21 @@ def sweep(
     one per cell.
     The ``start_method`` applies to the backends that take one (processes);
     ``scheduler`` (an address or a ``distributed.Client``) to dask.
+
+    Failures: a cell whose worker raises or dies comes back with
+    ``status="failed"``, and one that runs longer than ``timeout`` seconds (all
+    its runs together) with ``status="timeout"``, its workers stopped; the
+    sweep goes on with the next cell. With ``errors="raise"`` the first such
+    failure raises instead (:class:`~gilfree.backends.WorkerError`,
+    :class:`~gilfree.backends.RunTimeout`). A serial baseline that fails fails
+    every cell that needs it. ``on_result``, if given, is called with each
+    cell's :class:`Result` as soon as it is measured, so nothing measured is
+    lost when a later cell, or Ctrl-C, stops the sweep.
     """
     counts, size, reps, warm = _check_plan(workers, n, repeats, warmups, scaling)
+    limit = _check_timeout(timeout)
+    if errors not in ("record", "raise"):
+        raise ValueError(f"errors must be 'record' or 'raise', got {errors!r}")
     kernel_list = [get_kernel(k) for k in kernels]
     backend_list = [get_backend(b) for b in backends]
     if not kernel_list or not backend_list:
@@ -391,7 +442,7 @@ def sweep(
     results: list[Result] = []
     for kernel in kernel_list:
         kernel_n = size if size is not None else calibrate(kernel, seconds)
-        baselines: dict[int, tuple[float, ...]] = {}
+        baselines: dict[int, tuple[float, ...] | BaseException] = {}
         for count in counts:
             chunks = chunks_for(kernel_n, count, scaling)
             total = sum(chunks)
@@ -403,8 +454,16 @@ def sweep(
             if total not in baselines:
                 if progress:
                     progress(f"{kernel.name}: serial baseline, n={total:,}", steps)
-                _, base_runs, _, _ = _measure(serial, kernel, [total], reps, warm, {})
-                baselines[total] = tuple(r.span_s for r in base_runs)
+                try:
+                    _, base_runs, _, _ = _measure(
+                        serial, kernel, [total], reps, warm, {}, timeout=limit
+                    )
+                    baselines[total] = tuple(r.span_s for r in base_runs)
+                except (WorkerError, RunTimeout) as exc:
+                    if errors == "raise":
+                        raise
+                    baselines[total] = exc  # every cell that needs it fails with it
+            baseline = baselines[total]
             for backend in backend_list:
                 takes_method = "start_method" in backend.options
                 options: dict[str, Any] = {"start_method": method} if takes_method else {}
@@ -419,28 +478,52 @@ def sweep(
                     n=kernel_n,
                     scaling=scaling,
                     start_method=method if takes_method else None,
-                    baseline_s=baselines[total],
+                    baseline_s=baseline if isinstance(baseline, tuple) else (),
                     context=ctx,
                 )
                 if progress:
                     progress(f"{kernel.name} on {backend.name} x{count}", steps)
-                reason = backend.availability() or backend.unsupported_reason(kernel)
-                if reason:
-                    results.append(cell(status="unsupported", reason=reason, runs=(), warmups=()))
-                    continue
-                try:
-                    w, r, gil, cell_setup = _measure(
-                        backend, kernel, chunks, reps, warm, options, backend.gil_meter is not None
-                    )
-                except UnsupportedError as exc:
-                    results.append(cell(status="unsupported", reason=str(exc), runs=(), warmups=()))
-                    continue
-                results.append(
-                    cell(
-                        status="ok", reason="", runs=r, warmups=w, gil=gil, cell_setup_s=cell_setup
-                    )
+                result = _cell(
+                    cell, backend, kernel, chunks, reps, warm, options, baseline, limit, errors
                 )
+                results.append(result)
+                if on_result:
+                    on_result(result)
     return results
+
+
+def _cell(
+    cell: Callable[..., Result],
+    backend: Backend,
+    kernel: Kernel,
+    chunks: list[int],
+    repeats: int,
+    warmups: int,
+    options: dict[str, Any],
+    baseline: tuple[float, ...] | BaseException,
+    timeout: float | None,
+    errors: OnError,
+) -> Result:
+    """Measure one cell of a sweep; ``cell`` fills in what is known already."""
+    reason = backend.availability() or backend.unsupported_reason(kernel)
+    if reason:
+        return cell(status="unsupported", reason=reason, runs=(), warmups=())
+    if isinstance(baseline, BaseException):
+        status, why = _failure(baseline, timeout)
+        return cell(status=status, reason=f"its serial baseline: {why}", runs=(), warmups=())
+    meter = backend.gil_meter is not None
+    try:
+        w, r, gil, cell_setup = _measure(
+            backend, kernel, chunks, repeats, warmups, options, meter, timeout
+        )
+    except UnsupportedError as exc:
+        return cell(status="unsupported", reason=str(exc), runs=(), warmups=())
+    except (WorkerError, RunTimeout) as exc:
+        if errors == "raise":
+            raise
+        status, why = _failure(exc, timeout)
+        return cell(status=status, reason=why, runs=(), warmups=())
+    return cell(status="ok", reason="", runs=r, warmups=w, gil=gil, cell_setup_s=cell_setup)
 
 
 def run(
@@ -455,11 +538,16 @@ def run(
     warmups: int = 1,
     start_method: str | None = None,
     scheduler: Any = None,
+    timeout: float | None = None,
 ) -> Result:
     """Measure one kernel on one backend with ``workers`` workers.
 
     Returns a :class:`Result` whose ``speedup`` compares it with the serial run
-    of the same kernel and total work, measured in the same call.
+    of the same kernel and total work, measured in the same call. A worker
+    that raises or dies raises :class:`~gilfree.backends.WorkerError`; past
+    ``timeout`` seconds (the cell's runs together, and the serial baseline's
+    apart), the workers are stopped and
+    :class:`~gilfree.backends.RunTimeout` is raised.
 
     >>> from gilfree import run
     >>> r = run("cython-nogil", "threads", workers=2, n=10**7, repeats=3)
@@ -482,5 +570,7 @@ def run(
         warmups=warmups,
         start_method=start_method,
         scheduler=scheduler,
+        timeout=timeout,
+        errors="raise",
     )
     return result

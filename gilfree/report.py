@@ -16,9 +16,11 @@ from gilfree.meter import FREE_BELOW
 
 __all__ = [
     "PLOT_FORMATS",
+    "JsonLog",
     "PlotUnavailableError",
     "classic_summary",
     "plot",
+    "read_json",
     "table",
     "to_json",
     "unsupported_notes",
@@ -49,7 +51,8 @@ def _n(value: int) -> str:
 
 
 def table(results: Sequence[Result], title: str = "gilfree") -> Table:
-    """A rich table: one row per cell, unsupported cells with their reason."""
+    """A rich table: one row per cell; cells that did not run (unsupported,
+    failed, timed out) point to their reason in :func:`unsupported_notes`."""
     t = Table(title=title, title_justify="left")
     for name, justify in [
         ("kernel", "left"),
@@ -69,7 +72,8 @@ def table(results: Sequence[Result], title: str = "gilfree") -> Table:
     reasons = unsupported_notes(results)
     for r in results:
         if not r.ok:
-            mark = f"[dim]unsupported ({reasons.index(r.reason) + 1})[/dim]"
+            label = _STATUS_LABELS.get(r.status, r.status)
+            mark = f"{label} ({reasons.index(_headline(r.reason)) + 1})"
             t.add_row(r.kernel, r.backend, str(r.workers), _n(r.n), mark)
             continue
         low, high = r.speedup_ci()
@@ -92,9 +96,23 @@ def table(results: Sequence[Result], title: str = "gilfree") -> Table:
     return t
 
 
+#: How the table marks a cell that did not run, by its status.
+_STATUS_LABELS = {
+    "unsupported": "[dim]unsupported[/dim]",
+    "failed": "[red]failed[/red]",
+    "timeout": "[red]timed out[/red]",
+}
+
+
+def _headline(reason: str) -> str:
+    """The first line of a reason (a worker's traceback follows it in the JSON)."""
+    return reason.split("\n", 1)[0]
+
+
 def unsupported_notes(results: Sequence[Result]) -> list[str]:
-    """The distinct reasons why cells could not run, in order of appearance."""
-    return list(dict.fromkeys(r.reason for r in results if not r.ok))
+    """The distinct reasons why cells did not run (unsupported, failed, timed
+    out), one line each, in order of appearance."""
+    return list(dict.fromkeys(_headline(r.reason) for r in results if not r.ok))
 
 
 def _best(results: Sequence[Result], kernel: str, backend: str) -> Result | None:
@@ -188,6 +206,76 @@ def to_json(results: Sequence[Result], **meta: Any) -> dict[str, Any]:
         "gilfree": __version__,
         **meta,
         "results": [r.to_dict() for r in results],
+    }
+
+
+class JsonLog:
+    """A measurement written as JSON Lines while it runs, so that nothing
+    measured is lost when a later cell, Ctrl-C or a crash stops it.
+
+    The first line is ``{"record": "start", ...}`` (the command and context),
+    then one ``{"record": "cell", ...}`` per cell as it completes
+    (:meth:`Result.to_dict`), then ``{"record": "end", "status": ...}`` with
+    ``"complete"``, ``"failed"`` (some cells failed or timed out) or
+    ``"interrupted"``. A file without an end line was cut off (the process
+    was killed). :func:`read_json` reads it back.
+    """
+
+    def __init__(self, path: str, **meta: Any) -> None:
+        from gilfree import __version__
+
+        self.path = path
+        self.cells = 0
+        self._file = sys.stdout if path == "-" else open(path, "w", encoding="utf-8")  # noqa: SIM115
+        self._write({"record": "start", "gilfree": __version__, **meta})
+
+    def _write(self, record: dict[str, Any]) -> None:
+        self._file.write(json.dumps(_clean(record), allow_nan=False) + "\n")
+        self._file.flush()
+
+    def cell(self, result: Result) -> None:
+        """Append one measured cell."""
+        self.cells += 1
+        self._write({"record": "cell", **result.to_dict()})
+
+    def end(self, status: str, **meta: Any) -> None:
+        """Write the end line and close the file (standard output stays open)."""
+        self._write({"record": "end", "status": status, "cells": self.cells, **meta})
+        if self._file is not sys.stdout:
+            self._file.close()
+
+
+def read_json(path: str) -> dict[str, Any]:
+    """A :class:`JsonLog` file as ``{"start": ..., "results": [...], "end": ...}``;
+    ``end`` is None when the run was cut off before it could write one, and
+    ``status`` is the end line's status, or ``"cut off"``."""
+    start: dict[str, Any] | None = None
+    end: dict[str, Any] | None = None
+    cells: list[dict[str, Any]] = []
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                kind = record.pop("record")
+            except (ValueError, KeyError, AttributeError):
+                if end is None and not line.endswith("\n"):
+                    break  # a last line cut off mid-write
+                raise ValueError(f"{path}:{number}: not a gilfree JSON Lines record") from None
+            if kind == "start":
+                start = record
+            elif kind == "cell":
+                cells.append(record)
+            elif kind == "end":
+                end = record
+    if start is None:
+        raise ValueError(f"{path}: no start record; is it a gilfree --json file?")
+    return {
+        "start": start,
+        "results": cells,
+        "end": end,
+        "status": end["status"] if end else "cut off",
     }
 
 

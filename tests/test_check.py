@@ -23,6 +23,7 @@ from gilfree.backends import BACKENDS
 from gilfree.checker import Calls, ResolveError, as_kernel, resolve
 from gilfree.cli import main, parse_call_args
 from gilfree.measure import calibrate
+from gilfree.report import read_json
 
 HAS_INTERPRETERS = BACKENDS["interpreters"].availability() is None
 TESTS = Path(__file__).resolve().parent
@@ -206,9 +207,9 @@ def test_cli_check_prints_a_verdict_and_json(
     assert code == 0
     text = capsys.readouterr().out
     assert "userfuncs:nap: threads help:" in text
-    data = json.loads(out.read_text())
-    assert data["check"]["function"] == "userfuncs:nap"
-    assert data["check"]["verdict"].startswith("threads help")
+    data = read_json(str(out))
+    assert data["end"]["check"]["function"] == "userfuncs:nap"
+    assert data["end"]["check"]["verdict"].startswith("threads help")
     assert data["results"][0]["derived"]["contention"] is not None
 
 

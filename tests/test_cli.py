@@ -11,6 +11,7 @@ import sys
 import pytest
 
 from gilfree.cli import main
+from gilfree.report import read_json
 
 
 def test_info(capsys: pytest.CaptureFixture[str]) -> None:
@@ -52,19 +53,22 @@ def test_run_writes_json(tmp_path, capsys: pytest.CaptureFixture[str]) -> None: 
     out = capsys.readouterr().out
     assert re.search(r"^python: .*threads", out, re.M)  # the verdict line
     assert "GIL wait" in out  # the contention column
-    data = json.loads(path.read_text())
+    data = read_json(str(path))
     (result,) = data["results"]
     assert result["n"] == 100_000 and len(result["runs"]) == 2
     # The threads cell was metered (in an extra untimed run: --warmups 0).
     assert result["gil"]["samples"] >= 0
     assert result["derived"]["contention"] is None or 0 <= result["derived"]["contention"] <= 1
-    assert data["command"][0] == "run"
+    assert data["start"]["command"][0] == "run"
+    assert data["start"]["context"]["python"] == result["context"]["python"]
+    assert data["status"] == "complete" and data["end"]["cells"] == 1
 
 
 def test_json_to_stdout_keeps_stdout_clean(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", "-k", "cython-nogil", "-n", "1000", "--repeats", "1", "--json", "-"]) == 0
     captured = capsys.readouterr()
-    json.loads(captured.out)  # nothing but JSON on stdout
+    lines = captured.out.splitlines()  # nothing but JSON Lines on stdout
+    assert [json.loads(line)["record"] for line in lines] == ["start", "cell", "end"]
     assert "cython-nogil" in captured.err  # the table went to stderr
 
 

@@ -1,0 +1,182 @@
+"""Stopping workers: Ctrl-C and a run's deadline, seen without the GIL.
+
+A backend waits for its workers inside ``with Watch(deadline, on_fire):``.
+A helper thread waits in :func:`gilfree._countdown.watch`, in C, without the
+GIL, for the deadline or for SIGINT (through :func:`signal.set_wakeup_fd`,
+which CPython's C-level handler writes to). When either comes it bumps the
+cancel generation at once, so compiled kernels stop within a chunk even when
+one of them holds the GIL and the main thread cannot run Python; then, with
+the GIL, it calls ``on_fire`` (which stops interpreted loops, see
+:meth:`Running.stop`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from types import TracebackType
+from typing import Literal
+
+from gilfree._countdown import (
+    WATCH_DEADLINE,
+    WATCH_INTERRUPT,
+    Cancelled,
+    raise_in_thread,
+    watch,
+)
+
+Outcome = Literal["deadline", "interrupt"]
+
+#: How long a stopped worker may take to return before it is given up on.
+STOP_GRACE_S = 5.0
+
+
+class Running:
+    """The threads now inside a kernel call, which :meth:`stop` interrupts.
+
+    How loops that check no cancel generation (the interpreted kernel, a
+    user's function) are stopped: :meth:`stop` raises :class:`Cancelled` in
+    each at its next bytecode. Compiled kernels stop through the cancel
+    generation and see it only once they return. A thread that leaves
+    :meth:`kernel` withdraws a request that came too late, so it never lands
+    in unrelated code."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._idents: set[int] = set()
+
+    @contextlib.contextmanager
+    def kernel(self) -> Iterator[None]:
+        ident = threading.get_ident()
+        with self._lock:
+            self._idents.add(ident)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._idents.discard(ident)
+                raise_in_thread(ident, None)
+
+    def stop(self) -> None:
+        with self._lock:
+            for ident in self._idents:
+                if ident != threading.get_ident():
+                    raise_in_thread(ident, Cancelled)
+
+
+def join_all(threads: Iterable[threading.Thread], grace: float = STOP_GRACE_S) -> list[str]:
+    """Join ``threads`` within ``grace`` seconds in all; the names of those
+    still running after it (code blocked in C that nothing can interrupt)."""
+    end = time.monotonic() + grace
+    for t in threads:
+        t.join(max(0.0, end - time.monotonic()))
+    return [t.name for t in threads if t.is_alive()]
+
+
+class Watch:
+    """Watches one run for its deadline (``time.monotonic()`` seconds, or
+    None) and for Ctrl-C. After the ``with`` block, :attr:`outcome` says what
+    fired, if anything. ``on_fire(outcome)`` runs in the helper thread, with
+    the GIL, once, and never after the block has ended."""
+
+    def __init__(
+        self,
+        deadline: float | None,
+        on_fire: Callable[[Outcome], None] | None = None,
+        signals: bool = True,
+    ) -> None:
+        self.deadline = deadline
+        self.on_fire = on_fire
+        self.signals = signals
+        self.outcome: Outcome | None = None
+        self._lock = threading.Lock()
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        self._fds: list[int] = []
+        self._old_wakeup: int | None = None
+
+    @property
+    def expired(self) -> bool:
+        """Whether the deadline has passed (the helper thread may not have
+        had the GIL yet to record it: a kernel holding the GIL saw the cancel
+        first)."""
+        return self.outcome == "deadline" or (
+            self.deadline is not None and time.monotonic() >= self.deadline
+        )
+
+    def __enter__(self) -> Watch:
+        wake = forward = -1
+        if self.signals and _can_watch_sigint():
+            wake_r, wake_w = os.pipe()
+            self._fds += [wake_r, wake_w]
+            os.set_blocking(wake_r, False)
+            os.set_blocking(wake_w, False)
+            try:
+                self._old_wakeup = signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+            except ValueError:  # not the main thread of the main interpreter
+                self._old_wakeup = None
+            else:
+                wake, forward = wake_r, self._old_wakeup
+        if wake < 0 and self.deadline is None:
+            return self  # nothing to watch for
+        stop_r, self._stop_w = os.pipe()
+        self._fds += [stop_r, self._stop_w]
+        seconds = -1.0 if self.deadline is None else max(0.0, self.deadline - time.monotonic())
+        self._thread = threading.Thread(
+            target=self._wait, args=(stop_r, seconds, wake, forward), name="gilfree-watch"
+        )
+        self._thread.daemon = True
+        try:
+            self._thread.start()
+        except BaseException:
+            self._close()
+            raise
+        return self
+
+    def _wait(self, stop_fd: int, seconds: float, wake_fd: int, forward_fd: int) -> None:
+        seen = watch(stop_fd, seconds, wake_fd, forward_fd)
+        if seen not in (WATCH_DEADLINE, WATCH_INTERRUPT):
+            return
+        with self._lock:
+            if self._closed:
+                return
+            self.outcome = "deadline" if seen == WATCH_DEADLINE else "interrupt"
+            if self.on_fire is not None:
+                self.on_fire(self.outcome)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._close()
+
+    def _close(self) -> None:
+        with self._lock:
+            self._closed = True
+        if self._thread is not None:
+            with contextlib.suppress(OSError):
+                os.write(self._stop_w, b"x")
+            self._thread.join()
+        if self._old_wakeup is not None:
+            signal.set_wakeup_fd(self._old_wakeup)
+            self._old_wakeup = None
+        for fd in self._fds:
+            os.close(fd)
+        self._fds = []
+
+
+def _can_watch_sigint() -> bool:
+    """Ctrl-C is worth watching when it raises KeyboardInterrupt (Python's
+    default handler) in the main thread of the main interpreter."""
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    try:
+        return signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    except ValueError:
+        return False

@@ -1,0 +1,125 @@
+"""Ctrl-C a real ``gilfree`` process while its workers run, and time its exit.
+
+Shared by ``tests/test_robustness.py`` (which asserts on it) and
+``bench/sigint_latency.py`` (which measures it for the README).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+#: Backends whose workers are threads of the CLI process (the rest are child processes).
+THREADED = ("threads", "interpreters")
+
+
+def _children(pid: int) -> set[int]:
+    """Every live descendant of ``pid`` (Linux /proc)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # The command name is in parentheses and may hold spaces.
+        parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found: set[int] = set()
+    frontier = {pid}
+    while frontier:
+        frontier = {c for c, p in parents.items() if p in frontier} - found
+        found |= frontier
+    return found
+
+
+def _threads(pid: int) -> int:
+    try:
+        return len(os.listdir(f"/proc/{pid}/task"))
+    except OSError:
+        return 0
+
+
+def alive(pids: set[int]) -> set[int]:
+    """Those of ``pids`` still running (zombies count as gone)."""
+    left = set()
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            left.add(pid)
+    return left
+
+
+@dataclass
+class Interrupted:
+    returncode: int
+    #: Seconds from SIGINT to the process's exit.
+    latency_s: float
+    #: Seconds the workers had been running when SIGINT was sent.
+    ran_s: float
+    stdout: str
+    stderr: str
+    #: Descendant processes seen while it ran that were still alive after.
+    leftovers: set[int]
+
+
+def interrupt_run(
+    backend: str,
+    kernel: str,
+    json_path: str | os.PathLike[str],
+    python: str = sys.executable,
+    after_s: float = 0.5,
+    workers: int = 2,
+) -> Interrupted:
+    """Start ``gilfree run`` on a countdown far too long to finish, wait until
+    its workers exist (threads or child processes) and have run ``after_s``,
+    send SIGINT, and time the exit.
+
+    The serial baseline is kept short (``-n`` is per worker, weak scaling,
+    and the baseline runs ``workers * n``) so the interrupt lands in the
+    backend's cell: nothing but the CLI's own workers can make the counts
+    rise, because the baseline runs in its main thread."""
+    n = {"python": "40_000_000", "cython-object": "40_000_000"}.get(kernel, "10**9")
+    # Warm-ups and repeats keep the cell running long after after_s: only
+    # SIGINT can end it within the test's time.
+    cmd = [python, "-m", "gilfree", "run", "-b", backend, "-k", kernel, "-w", str(workers)]
+    cmd += ["-n", n, "--scaling", "weak", "--warmups", "3", "--repeats", "20"]
+    cmd += ["--no-progress", "--json", os.fspath(json_path)]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL
+    )
+    seen: set[int] = set()
+    started = None
+    give_up = time.monotonic() + 120
+    while time.monotonic() < give_up and proc.poll() is None:
+        kids = _children(proc.pid)
+        seen |= kids
+        running = _threads(proc.pid) > workers if backend in THREADED else len(kids) >= workers
+        if running and started is None:
+            started = time.monotonic()
+        if started is not None and time.monotonic() - started >= after_s:
+            break
+        time.sleep(0.01)
+    if proc.poll() is not None or started is None:
+        out, err = proc.communicate()
+        raise AssertionError(f"the run ended or never started its workers:\n{out}\n{err}")
+    seen |= _children(proc.pid)
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    try:
+        out, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        raise AssertionError(f"no exit within 60 s of SIGINT:\n{out}\n{err}") from None
+    latency = time.monotonic() - sent
+    time.sleep(0.2)  # a child killed by the parent's clean-up needs a moment to be reaped
+    return Interrupted(proc.returncode, latency, sent - started, out, err, alive(seen) - {proc.pid})
