@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+HERE = Path(__file__).resolve().parent
 #: Backends whose workers are threads of the CLI process (the rest are child processes).
 THREADED = ("threads", "interpreters")
 
@@ -71,30 +72,57 @@ class Interrupted:
     leftovers: set[int]
 
 
-def interrupt_run(
+def cli_command(command: str, backend: str, kernel: str, seconds: float = 1.0) -> list[str]:
+    """``gilfree COMMAND ...`` arguments whose serial baseline takes about
+    ``2 * seconds`` and whose cell on ``backend`` at least as long again.
+
+    Weak scaling with 2 workers: each worker counts what one call does in
+    ``seconds`` (:func:`gilfree.calibrate`), the baseline counts it twice in
+    one thread. One untimed and one timed run per cell: the cell runs for at
+    least ``2 * seconds`` on any backend, so an interrupt sent early in it has
+    most of its work still ahead."""
+    from gilfree.measure import calibrate
+
+    n = str(calibrate("python" if command == "check" else kernel, seconds))
+    once = ["--warmups", "0", "--repeats", "1", "--no-progress"]
+    if command == "check":  # a pure-Python loop of the user's: tests/userfuncs.py
+        return ["check", "userfuncs:spin", n, "-b", backend, "-w", "2", *once]
+    sizing = ["-n", n, "--scaling", "weak", *once]
+    if command == "demo":  # every kernel; the first cell after the first baseline is threads
+        return ["demo", *sizing]
+    option = "-k" if command == "run" else "--kernels"
+    backends = "-b" if command == "run" else "--backends"
+    return [command, option, kernel, backends, backend, "-w", "2", *sizing]
+
+
+def interrupt_cli(
+    args: list[str],
     backend: str,
-    kernel: str,
     json_path: str | os.PathLike[str],
     python: str = sys.executable,
     after_s: float = 0.5,
     workers: int = 2,
+    cwd: str | os.PathLike[str] | None = None,
 ) -> Interrupted:
-    """Start ``gilfree run`` on a countdown far too long to finish, wait until
-    its workers exist (threads or child processes) and have run ``after_s``,
+    """Run ``gilfree ARGS --json JSON_PATH``, wait until its workers on
+    ``backend`` exist (threads or child processes) and have run ``after_s``,
     send SIGINT, and time the exit.
 
-    The serial baseline is kept short (``-n`` is per worker, weak scaling,
-    and the baseline runs ``workers * n``) so the interrupt lands in the
-    backend's cell: nothing but the CLI's own workers can make the counts
-    rise, because the baseline runs in its main thread."""
-    n = {"python": "40_000_000", "cython-object": "40_000_000"}.get(kernel, "10**9")
-    # Warm-ups and repeats keep the cell running long after after_s: only
-    # SIGINT can end it within the test's time.
-    cmd = [python, "-m", "gilfree", "run", "-b", backend, "-k", kernel, "-w", str(workers)]
-    cmd += ["-n", n, "--scaling", "weak", "--warmups", "3", "--repeats", "20"]
-    cmd += ["--no-progress", "--json", os.fspath(json_path)]
+    The serial baseline runs in the CLI's main thread and starts nothing, so
+    the counts rise only when the backend's cell starts its workers."""
+    cmd = [python, "-m", "gilfree", *args, "--json", os.fspath(json_path)]
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")])),
+    }
     proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        cwd=cwd,
+        env=env,
     )
     seen: set[int] = set()
     started = None

@@ -119,6 +119,14 @@ def test_run_unsupported_cell_exits_1(capsys: pytest.CaptureFixture[str]) -> Non
         (["run", "--repeats", "0"], "--repeats takes a whole number from 1 to 1000"),
         (["run", "--warmups", "-1"], "--warmups takes a whole number from 0 to 1000"),
         (["run", "-b", "threads", "--start-method", "spawn"], "processes backend only"),
+        (["run", "--timeout", "0"], "give seconds between 0 and 86400"),
+        (["sweep", "--timeout", "soon"], "'soon' is not a number of seconds"),
+        (["demo", "--timeout", "-1"], "give seconds between 0 and 86400"),
+        (["sweep", "--plot", "/nonexistent/dir/p.png"], "does not exist"),
+        (["sweep", "--plot", "p.pdf"], ".png"),
+        (["sweep", "--json", "/dev/null/out.json"], "does not exist"),
+        (["check", "no_such_module_xyz:f"], "no_such_module_xyz"),
+        (["check", "os:no_such_function"], "no_such_function"),
     ],
 )
 def test_bad_arguments_exit_2_with_one_clear_message(

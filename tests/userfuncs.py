@@ -37,3 +37,31 @@ def needs_numpy(n: int) -> float:
 
 
 NOT_CALLABLE = 42
+
+
+def die_in_worker(how: str) -> None:
+    """Dies the way ``how`` says when called in a worker process (one that
+    has a multiprocessing parent); returns at once anywhere else, so the
+    serial baseline, threads and subinterpreters run it fine."""
+    import multiprocessing
+    import os
+    import signal
+
+    if multiprocessing.parent_process() is None:
+        return
+    if how == "exit":
+        os._exit(3)
+    if how == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    if how == "segfault":  # a crash in native code
+        import ctypes
+        import faulthandler
+
+        faulthandler.disable()  # the crash is the point: no dump of it
+
+        ctypes.string_at(0)
+
+
+def blocked_in_c(seconds: float) -> None:
+    """Sleeps in one C call: nothing can interrupt it in a thread."""
+    time.sleep(seconds)

@@ -1,0 +1,290 @@
+"""Failures leave nothing behind: Ctrl-C, dying workers, timeouts, odd input,
+repeated use, and many threads at once."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import live_children, our_threads, threads_settle_to
+from interrupting import alive, cli_command, interrupt_cli
+
+from gilfree import KERNELS, run, sweep
+from gilfree.backends import BACKENDS, RunTimeout, WorkerError
+from gilfree.report import read_json
+
+HERE = Path(__file__).resolve().parent
+NEW_INTERPRETERS = sys.version_info >= (3, 12)
+needs_interpreters = pytest.mark.skipif(
+    not NEW_INTERPRETERS, reason="subinterpreters with their own GIL need CPython 3.12+"
+)
+#: The issue's bound: Ctrl-C ends the process within a second.
+SIGINT_EXIT_S = 1.0
+
+
+def _assert_clean_interrupt(result, json_path: Path, dask: bool = False) -> dict:  # type: ignore[no-untyped-def,type-arg]
+    assert result.returncode == 130, result.stderr
+    assert "gilfree: interrupted" in result.stderr
+    if dask:  # distributed logs its abandoned gather ("Task exception ... AllExit")
+        assert "gilfree" not in result.stderr.split("gilfree: interrupted", 1)[0]
+    else:
+        assert "Traceback" not in result.stderr
+    assert result.leftovers == set(), "worker processes outlived the CLI"
+    assert result.latency_s < SIGINT_EXIT_S, f"took {result.latency_s:.2f} s to exit"
+    data = read_json(str(json_path))
+    assert data["status"] == "interrupted"
+    return data
+
+
+# ------------------------------------------------------------------ Ctrl-C
+
+
+@pytest.mark.parametrize(
+    ("backend", "kernel"),
+    [
+        ("threads", "python"),
+        ("threads", "cython-gil"),  # holds the GIL: the main thread cannot run Python
+        ("threads", "cython-object"),
+        ("threads", "cython-nogil"),
+        ("processes", "python"),
+        ("processes", "cython-gil"),
+        pytest.param("interpreters", "python", marks=needs_interpreters),
+        pytest.param("interpreters", "cython-gil", marks=needs_interpreters),
+        pytest.param("dask", "python", marks=pytest.mark.slow),
+    ],
+)
+def test_ctrl_c_stops_run_within_a_second(backend: str, kernel: str, tmp_path: Path) -> None:
+    path = tmp_path / "out.jsonl"
+    # A Dask cell starts a cluster (its worker processes) before it runs
+    # anything: wait longer, on longer work.
+    after, seconds = (2.0, 3.0) if backend == "dask" else (0.5, 1.0)
+    args = cli_command("run", backend, kernel, seconds)
+    result = interrupt_cli(args, backend, path, after_s=after)
+    _assert_clean_interrupt(result, path, dask=backend == "dask")
+    assert "interrupted before any cell was measured" in result.stderr
+
+
+@pytest.mark.parametrize("command", ["demo", "sweep", "check"])
+def test_ctrl_c_stops_every_measuring_command(command: str, tmp_path: Path) -> None:
+    path = tmp_path / "out.jsonl"
+    args = cli_command(command, "threads", "python")
+    result = interrupt_cli(args, "threads", path, cwd=tmp_path)
+    _assert_clean_interrupt(result, path)
+
+
+def test_ctrl_c_prints_and_keeps_the_cells_already_measured(tmp_path: Path) -> None:
+    # Two worker counts: the cell x1 completes, Ctrl-C lands in the cell x2.
+    path = tmp_path / "out.jsonl"
+    args = cli_command("sweep", "processes", "cython-nogil")
+    args[args.index("-w") + 1] = "1,2"
+    # Processes: "2 children" appear only in the x2 cell.
+    result = interrupt_cli(args, "processes", path)
+    data = _assert_clean_interrupt(result, path)
+    assert [(c["backend"], c["workers"], c["status"]) for c in data["results"]] == [
+        ("processes", 1, "ok")
+    ]
+    assert data["end"]["cells"] == 1
+    assert "interrupted: the cells measured before Ctrl-C" in result.stdout
+    assert "processes" in result.stdout
+
+
+def test_a_killed_run_keeps_its_cells_and_reads_as_cut_off(tmp_path: Path) -> None:
+    path = tmp_path / "out.jsonl"
+    cmd = [sys.executable, "-m", "gilfree", *cli_command("sweep", "threads", "cython-nogil")]
+    cmd[cmd.index("-w") + 1] = "1,2"
+    proc = subprocess.Popen([*cmd, "--json", str(path)], stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and (
+            not path.exists() or path.read_text().count('"record": "cell"') < 1
+        ):
+            time.sleep(0.05)
+        proc.kill()  # SIGKILL: no clean-up runs, no end line is written
+    finally:
+        proc.wait()
+    data = read_json(str(path))
+    assert data["status"] == "cut off" and data["end"] is None
+    assert len(data["results"]) >= 1 and data["results"][0]["status"] == "ok"
+
+
+def test_orphaned_worker_processes_do_not_outlive_a_killed_parent(tmp_path: Path) -> None:
+    # SIGKILL runs no clean-up in the parent: the workers must notice alone.
+    path = tmp_path / "out.jsonl"
+    args = cli_command("run", "processes", "cython-nogil")
+    cmd = [sys.executable, "-m", "gilfree", *args, "--json", str(path)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    from interrupting import _children
+
+    try:
+        deadline = time.monotonic() + 120
+        kids: set[int] = set()
+        while time.monotonic() < deadline and len(kids) < 2:
+            kids = _children(proc.pid)
+            time.sleep(0.01)
+        assert len(kids) >= 2
+        proc.kill()
+    finally:
+        proc.wait()
+    give_up = time.monotonic() + 5
+    while alive(kids) and time.monotonic() < give_up:
+        time.sleep(0.05)
+    assert alive(kids) == set()
+
+
+def test_keyboard_interrupt_in_a_library_call_stops_every_thread() -> None:
+    # The process sends itself SIGINT from outside (a GIL-holding kernel keeps
+    # any Python thread here from doing it) while two threads count.
+    before = len(our_threads())
+    killer = subprocess.Popen(["sh", "-c", f"sleep 1; kill -INT {os.getpid()}"])
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(KeyboardInterrupt):
+            BACKENDS["threads"].run(KERNELS["cython-gil"], [10**12, 10**12])
+        assert time.monotonic() - t0 < 1 + SIGINT_EXIT_S
+    finally:
+        killer.wait()
+    assert len(threads_settle_to(before)) == before
+
+
+# ------------------------------------------------------------ failing workers
+
+
+@pytest.mark.parametrize(
+    ("how", "why"),
+    [("exit", "exit code 3"), ("kill", "killed by SIGKILL"), ("segfault", "killed by SIGSEGV")],
+)
+def test_a_dying_worker_process_fails_its_cell_and_the_others_run(how: str, why: str) -> None:
+    from gilfree.checker import check_call
+
+    sys.path.insert(0, str(HERE))
+    try:
+        import userfuncs
+    finally:
+        sys.path.remove(str(HERE))
+    report = check_call(
+        userfuncs.die_in_worker, (how,), backends=["threads", "processes"], repeats=1, warmups=0
+    )
+    cells = {r.backend: r for r in report.results}
+    assert cells["threads"].status == "ok"
+    assert cells["processes"].status == "failed"
+    assert why in cells["processes"].reason and "died without a result" in cells["processes"].reason
+    assert live_children() == []
+
+
+def test_a_dying_worker_exits_1_with_the_table(tmp_path: Path) -> None:
+    path = tmp_path / "out.jsonl"
+    proc = subprocess.run(
+        [
+            *(sys.executable, "-m", "gilfree", "check", "userfuncs:die_in_worker", "'exit'"),
+            *("-b", "processes,threads", "--repeats", "1", "--json", str(path)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=HERE,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert "failed (1)" in proc.stdout and "died without a result (exit code 3)" in proc.stdout
+    data = read_json(str(path))
+    assert data["status"] == "failed" and data["end"]["failed_cells"] == 1
+    assert [c["status"] for c in data["results"]] == ["failed", "ok"]
+
+
+# ------------------------------------------------------------------ timeouts
+
+
+@pytest.mark.parametrize(
+    ("backend", "kernel"),
+    [
+        ("serial", "python"),
+        ("serial", "cython-gil"),
+        ("threads", "python"),
+        ("threads", "cython-gil"),
+        ("threads", "cython-object"),
+        ("threads", "numpy"),
+        ("processes", "python"),
+        ("processes", "cython-nogil"),
+        pytest.param("interpreters", "python", marks=needs_interpreters),
+        pytest.param("interpreters", "cython-gil", marks=needs_interpreters),
+    ],
+)
+def test_a_run_past_its_deadline_is_stopped(backend: str, kernel: str) -> None:
+    before = len(our_threads())
+    t0 = time.monotonic()
+    with pytest.raises(RunTimeout, match="overran its deadline"):
+        BACKENDS[backend].run(KERNELS[kernel], [10**12] * 2, deadline=t0 + 0.3)
+    assert time.monotonic() - t0 < 1.3  # stopped promptly, not run to the end
+    assert len(threads_settle_to(before)) == before
+    assert live_children() == []
+
+
+def test_a_thread_blocked_in_c_is_reported_not_waited_for_forever() -> None:
+    from gilfree.checker import as_kernel
+
+    sys.path.insert(0, str(HERE))
+    try:
+        import userfuncs
+    finally:
+        sys.path.remove(str(HERE))
+    kernel = as_kernel(userfuncs.blocked_in_c, (8.0,))
+    t0 = time.monotonic()
+    with pytest.raises(WorkerError, match="did not stop within"):
+        BACKENDS["threads"].run(kernel, [1], deadline=t0 + 0.2)
+    assert time.monotonic() - t0 < 7  # the deadline plus the grace, not the 8 s sleep
+    threads_settle_to(len(our_threads()) - 1, timeout=10)  # let the sleeper end
+
+
+def test_timeout_fails_one_cell_and_the_sweep_goes_on() -> None:
+    seen = []
+    results = sweep(
+        ["python", "cython-nogil"],
+        ["threads"],
+        [2],
+        n=2 * 10**7,
+        repeats=1,
+        warmups=0,
+        timeout=0.4,
+        on_result=seen.append,
+    )
+    # python: its 2*10**7 serial baseline takes well over 0.4 s here; the
+    # C loop finishes in a fraction of it.
+    python, nogil = results
+    assert python.status == "timeout" and "serial baseline" in python.reason
+    assert nogil.status == "ok" and nogil.runs[0].iterations == 2 * 10**7
+    assert seen == results
+
+
+def test_run_with_timeout_raises() -> None:
+    with pytest.raises(RunTimeout):
+        run("python", "threads", n=10**10, repeats=1, warmups=0, timeout=0.3)
+
+
+@pytest.mark.parametrize("bad", [0, -1, float("nan"), float("inf"), "1", True])
+def test_bad_timeouts_are_refused(bad: object) -> None:
+    with pytest.raises((TypeError, ValueError), match="timeout"):
+        sweep(["cython-nogil"], ["threads"], [1], n=10, timeout=bad)  # type: ignore[arg-type]
+
+
+def test_cli_timeout_reports_the_cell_and_exits_1(tmp_path: Path) -> None:
+    path = tmp_path / "out.jsonl"
+    t0 = time.monotonic()
+    proc = subprocess.run(
+        [
+            *(sys.executable, "-m", "gilfree", "sweep", "-k", "cython-gil"),
+            *("-b", "threads,processes", "-w", "2", "-n", "10**12", "--timeout", "0.5"),
+            *("--repeats", "1", "--json", str(path)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert time.monotonic() - t0 < 30
+    assert proc.returncode == 1, proc.stderr
+    assert "timed out (1)" in proc.stdout and "0.5 s timeout" in proc.stdout
+    data = read_json(str(path))
+    assert data["status"] == "failed"
+    assert [c["status"] for c in data["results"]] == ["timeout", "timeout"]
