@@ -40,6 +40,9 @@ done
 "$new" -m gilfree sweep -k python,cython-gil,cython-nogil,numpy -b threads,processes,interpreters \
     -w 1,2,4 --seconds 0.5 --no-progress --json "$out/sweep-3.13.json" \
     --plot "$out/sweep-3.13.png" > "$out/sweep-3.13.txt"
+"$old" bench/sigint_latency.py --rounds 5 --backends threads,processes,dask > "$out/sigint-3.11.txt"
+"$new" bench/sigint_latency.py --rounds 5 --backends threads,processes,interpreters \
+    > "$out/sigint-3.13.txt"
 "$new" -m gilfree check hashlib:sha256 "b'x'*2**27" --no-progress > "$out/check-sha256-3.13.txt"
 "$new" -m gilfree check json:dumps "list(range(2*10**6))" --no-progress > "$out/check-json-3.13.txt"
 echo "all figures written to $out/"
