@@ -146,7 +146,7 @@ def verdict(results: Sequence[Result], kernel: str) -> str:
         if (c := _best(results, kernel, b)) is not None
     ]
     if threads is None:
-        return "; ".join(others) if others else "no parallel backend ran"
+        return "; ".join(others) if others else "no parallel cell ran (see the notes above)"
     gil = _gil(threads)
     speed = f"{_x(threads.speedup)} at {threads.workers} workers"
     if not threads.context.gil_enabled:
