@@ -442,29 +442,33 @@ def _progress(args: argparse.Namespace) -> Iterator[ProgressHook]:
 
 class _Recorder:
     """The cells of one measuring command, kept as they complete and streamed
-    to ``--json``, so an interrupted run can still print and keep them."""
+    to ``--json``, so an interrupted run can still print and keep them. The
+    file is opened with the first cell (or the end), so arguments refused
+    before any work leave none behind."""
 
     def __init__(self, args: argparse.Namespace) -> None:
-        from gilfree import report
-
+        self.path: str | None = args.json
+        self.argv: list[str] = args.argv
         self.results: list[Result] = []
         self.meta: dict[str, Any] = {}
-        self.log = (
-            report.JsonLog(args.json, command=args.argv, context=context().__dict__)
-            if args.json
-            else None
-        )
+        self.log: Any = None
+
+    def _log(self) -> Any:
+        if self.log is None and self.path:
+            from gilfree import report
+
+            self.log = report.JsonLog(self.path, command=self.argv, context=context().__dict__)
+        return self.log
 
     def add(self, result: Result) -> None:
         self.results.append(result)
-        if self.log:
-            self.log.cell(result)
+        if log := self._log():
+            log.cell(result)
 
     def end(self, status: str) -> None:
-        if self.log:
-            failed = sum(r.status in ("failed", "timeout") for r in self.results)
-            self.log.end(status, failed_cells=failed, **self.meta)
-            self.log = None
+        if log := self._log():
+            log.end(status, failed_cells=sum(r.failed for r in self.results), **self.meta)
+            self.path = self.log = None  # ended: nothing more is written
 
 
 def _measure(
@@ -534,7 +538,7 @@ def _report(
 
 def _failed(results: Sequence[Result]) -> int:
     """Exit status: 1 if a cell failed or timed out (the table says which), else 0."""
-    return 1 if any(r.status in ("failed", "timeout") for r in results) else 0
+    return 1 if any(r.failed for r in results) else 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -194,6 +194,11 @@ class Result:
         return self.status == "ok"
 
     @property
+    def failed(self) -> bool:
+        """A worker raised or died, or the cell timed out (not merely unsupported)."""
+        return self.status in ("failed", "timeout")
+
+    @property
     def spans(self) -> list[float]:
         return [r.span_s for r in self.runs]
 

@@ -201,3 +201,10 @@ def test_demo_end_to_end_in_a_subprocess() -> None:
     assert "python, 2 threads" in out and "python, 2 processes" in out
     for kernel in ("python", "cython-object", "cython-gil", "cython-nogil", "numpy"):
         assert f"{kernel}: " in out  # one verdict per kernel
+
+
+def test_refused_arguments_leave_no_json_file(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "out.jsonl"
+    with pytest.raises(SystemExit):
+        main(["run", "-b", "threads", "--start-method", "spawn", "--json", str(path)])
+    assert not path.exists()
