@@ -300,6 +300,7 @@ class ThreadsBackend(Backend):
                     # With a deadline, no later than it plus the grace to stop:
                     # a worker blocked in C must not hang the caller.
                     t.join(None if deadline is None else _until(deadline + STOP_GRACE_S))
+                t_done = time.perf_counter_ns()
             except BaseException as exc:
                 # Interrupted, past the deadline, or a thread failed to start.
                 start_line.abort()
@@ -314,7 +315,6 @@ class ThreadsBackend(Backend):
             left = [t.name for t in threads if t.is_alive()]
             if left:
                 raise _unstoppable(left)
-        t_done = time.perf_counter_ns()
         if watch.expired:
             raise _overran(deadline)
         _raise_first(errors)
