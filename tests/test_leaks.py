@@ -67,16 +67,16 @@ def assert_no_leak(
     return rss1 - rss0
 
 
-def _bare_interpreter() -> None:
-    """Create, use and destroy one subinterpreter that imports what a
-    gilfree worker imports, and nothing else: CPython's own cost."""
+def _bare_interpreters(count: int = 2) -> None:
+    """Create, use and destroy ``count`` subinterpreters at once, as a run
+    does, each importing and running what a gilfree worker does, and nothing
+    else: CPython's own cost."""
     import importlib
 
     for name in ("_interpreters", "_xxsubinterpreters"):
         with contextlib.suppress(ImportError):
             api = importlib.import_module(name)
             break
-    interp = api.create()
     # What a worker's code imports and runs (backends._INTERP_CODE), without the run.
     code = (
         "import json, os, traceback\n"
@@ -84,13 +84,15 @@ def _bare_interpreter() -> None:
         "ready('cython-nogil'); timed('cython-nogil', 10_000, None)"
     )
 
-    def go() -> None:
+    def go(interp: object) -> None:
         (api.exec if hasattr(api, "exec") else api.run_string)(interp, code)
         api.destroy(interp)
 
-    t = threading.Thread(target=go)
-    t.start()
-    t.join()
+    threads = [threading.Thread(target=go, args=(api.create(),)) for _ in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
 
 
 pytestmark = pytest.mark.slow
@@ -117,11 +119,14 @@ def test_interpreter_runs_leak_nothing_beyond_cpythons_own() -> None:
     growth over 200 runs (400 interpreters) is held against 400 bare
     interpreters importing the same modules, measured here."""
     times = 200
-    cpython = assert_no_leak(_bare_interpreter, 2 * times, rss_slack_kib=10**9)
+    cpython = assert_no_leak(_bare_interpreters, times, rss_slack_kib=10**9)
     b, kernel = BACKENDS["interpreters"], KERNELS["cython-nogil"]
-    ours = assert_no_leak(
-        lambda: b.run(kernel, [10_000, 10_000]), times, rss_slack_kib=cpython + 16 * 1024
-    )
+    # Slack: 16 MiB, plus 5% of CPython's own growth, which varies with how
+    # the allocator's arenas happen to fill (3.12 read 3% apart in one CI run).
+    # A leak of gilfree's own, a fixed amount per run, would still show.
+    slack = 16 * 1024 + cpython // 20
+    allowed = cpython + slack
+    ours = assert_no_leak(lambda: b.run(kernel, [10_000, 10_000]), times, rss_slack_kib=allowed)
     print(f"RSS growth: {ours} KiB for {times} runs, {cpython} KiB for {2 * times} bare ones")
 
 
