@@ -10,6 +10,7 @@ import os
 import time
 from typing import NamedTuple
 
+from gilfree import _countdown
 from gilfree.kernels import KERNELS, Kernel
 
 #: What a worker is told to run: a registered kernel's name, or a
@@ -56,6 +57,10 @@ def timed_at(kernel: KernelRef, n: int, go_ns: int, since: int | None = None) ->
     the same start time on the shared clock.
     """
     kernel = resolve(kernel)  # resolve (and import) before the start line
+    if since is None:
+        # Read where it runs (the generation is per process), before waiting:
+        # a cancel that comes while it waits for the start still stops it.
+        since = _countdown.cancel_generation()
     while True:
         left = go_ns - time.perf_counter_ns()
         if left <= 0:
@@ -69,3 +74,11 @@ def ready(kernel: KernelRef) -> int:
     """Warm-up task: resolve the kernel (importing what it needs), return the pid."""
     resolve(kernel)
     return os.getpid()
+
+
+async def cancel_soon() -> None:
+    """:func:`gilfree.cancel_running` as a coroutine: how a Dask worker's event
+    loop is told to stop the countdowns in its process (``client.run`` fires
+    and forgets coroutines only). Defined here, in the module every worker
+    imports first, so that unpickling it imports nothing else."""
+    _countdown.cancel_running()

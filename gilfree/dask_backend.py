@@ -31,7 +31,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from typing import Any
 
-from gilfree._worker import WorkerStamp, ready, timed_at
+from gilfree._worker import WorkerStamp, cancel_soon, ready, timed_at
 from gilfree.backends import (
     Backend,
     RunTimeout,
@@ -198,7 +198,7 @@ class DaskBackend(Backend):
         def submit(fn: Any, *args: Any, on: str) -> Any:
             return client.submit(fn, *args, workers=[on], allow_other_workers=False, pure=False)
 
-        _gather(client, [submit(ready, ref, on=w) for w in placed], deadline)
+        _gather(client, [submit(ready, ref, on=w) for w in placed], deadline, placed)
         t_ready = time.perf_counter_ns()
         # Local: a start time on the shared clock, as for any executor. Remote:
         # other hosts' clocks are not comparable, so each starts on arrival.
@@ -206,7 +206,7 @@ class DaskBackend(Backend):
         futures = [
             submit(timed_at, ref, n, go_ns, None, on=w) for n, w in zip(chunks, placed, strict=True)
         ]
-        stamps = [WorkerStamp(*s) for s in _gather(client, futures, deadline)]
+        stamps = [WorkerStamp(*s) for s in _gather(client, futures, deadline, placed)]
         t_done = time.perf_counter_ns()
         timing = _timing(t0, t_ready, t_done, stamps)
         if local:
@@ -234,15 +234,18 @@ def _same_host(client: Any) -> bool:
     return all(w.get("host") in here for w in info.values())
 
 
-def _gather(client: Any, futures: list[Any], deadline: float | None) -> list[Any]:
+def _gather(
+    client: Any, futures: list[Any], deadline: float | None, workers: list[str]
+) -> list[Any]:
     """Results in order; the first task that fails stops the others. Past the
     ``deadline``, the tasks are cancelled (a task already running on a worker
     runs on: Dask cannot stop it, but a local cluster is closed after its cell)."""
     try:
         if deadline is not None:
-            left = max(0.0, deadline - time.monotonic())
             try:
-                _distributed().wait(futures, timeout=left, return_when="FIRST_EXCEPTION")
+                for f in futures:  # a task that fails raises here, as in gather
+                    # Not 0: Dask reads a zero timeout as none at all.
+                    f.result(timeout=max(0.001, deadline - time.monotonic()))
             except (TimeoutError, asyncio.TimeoutError):  # distinct classes on 3.10
                 raise RunTimeout("") from None
         return list(client.gather(futures))
@@ -250,6 +253,12 @@ def _gather(client: Any, futures: list[Any], deadline: float | None) -> list[Any
         # Which task failed: read before cancelling, which changes the statuses.
         failed = next((i for i, f in enumerate(futures) if f.status == "error"), 0)
         client.cancel(futures)
+        # Cancelling does not stop a task already running. A compiled
+        # countdown stops on the cancel generation of its worker process,
+        # bumped from the worker's event loop (best effort: a loop starved by a
+        # kernel that holds the GIL answers late; an interpreted one runs on).
+        with contextlib.suppress(Exception):
+            client.run(cancel_soon, workers=workers, wait=False)
         if isinstance(exc, RunTimeout):
             raise _overran(deadline) from None
         if isinstance(exc, (KeyboardInterrupt, UnsupportedError)):

@@ -128,3 +128,18 @@ def test_without_distributed_dask_is_unavailable_and_names_the_extra(
     assert reason == 'needs dask.distributed: pip install "gilfree[dask]"'
     r = run("cython-nogil", "dask", workers=2, n=1000, repeats=1)
     assert not r.ok and r.reason == reason
+
+
+def test_a_timed_out_compiled_task_is_stopped_on_the_workers(client) -> None:  # type: ignore[no-untyped-def]
+    from gilfree.backends import RunTimeout
+
+    t0 = time.monotonic()
+    with pytest.raises(RunTimeout):
+        DASK.run(KERNELS["cython-nogil"], [10**12] * 2, scheduler=client, deadline=t0 + 0.5)
+    assert time.monotonic() - t0 < 2
+    # Cancelling a future does not stop a running task; the cancel generation
+    # bumped on the workers does, so they are free again at once (10**12 would
+    # keep them busy for minutes).
+    t1 = time.monotonic()
+    assert DASK.run(KERNELS["cython-nogil"], [10**6] * 2, scheduler=client).iterations == 2 * 10**6
+    assert time.monotonic() - t1 < 10
