@@ -918,7 +918,7 @@ _BACKENDS: list[Backend] = [
 ]
 
 # The Dask backend lives in its own module (it builds on the names above).
-from gilfree.dask_backend import DaskBackend  # noqa: E402
+from gilfree._dask import DaskBackend  # noqa: E402
 
 _BACKENDS.append(DaskBackend())
 

@@ -48,20 +48,56 @@ def test_workers_on_other_hosts_are_timed_by_their_own_durations(
 ) -> None:  # type: ignore[no-untyped-def]
     # No second host here: the local cluster is declared remote, so the real
     # remote path runs (start on arrival, span = the longest worker's duration).
-    import gilfree.dask_backend as dask_backend
+    import gilfree._dask as dask_impl
 
-    monkeypatch.setattr(dask_backend, "_same_host", lambda _client: False)
+    monkeypatch.setattr(dask_impl, "_same_host", lambda _workers: False)
     timing = DASK.run(KERNELS["cython-nogil"], [10**8, 2 * 10**8], scheduler=client)
     assert timing.span_from == "per-worker durations"
     assert timing.span_s == max(w.end_ns - w.start_ns for w in timing.workers) / 1e9
     assert timing.iterations == 3 * 10**8
 
 
+def test_the_worker_count_survives_the_clients_periodic_refresh(client) -> None:  # type: ignore[no-untyped-def]
+    """The client's periodic refresh caches an identity that lists no
+    workers; a run must never read it as an empty cluster (CI once failed a
+    run so, with the default 2 s refresh). A 1 ms refresh makes the race
+    likely on every call: before the fix, about one call in four lost it."""
+    import dask
+
+    with dask.config.set({"distributed.client.scheduler-info-interval": "1ms"}):
+        refreshing = distributed.Client(client.scheduler.address, set_as_default=False)
+    with refreshing:
+        for _ in range(100):
+            timing = DASK.run(KERNELS["cython-nogil"], [1000, 1000], scheduler=refreshing)
+            assert timing.iterations == 2000
+
+
+def test_the_public_module_imports_first_in_a_fresh_interpreter() -> None:
+    """``import gilfree.dask_backend`` before anything else once hit a
+    circular import (gilfree.backends imports the backend as it finishes)."""
+    import subprocess
+    import sys
+
+    code = "import gilfree.dask_backend as d; print(d.DaskBackend.name, d.local_cluster.__name__)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["dask", "local_cluster"]
+
+
+def test_same_host_is_read_from_the_worker_addresses() -> None:
+    import socket
+
+    from gilfree._dask import _same_host
+
+    assert _same_host(["tcp://127.0.0.1:40001", f"tcp://{socket.gethostname()}:40002"])
+    assert not _same_host(["tcp://127.0.0.1:40001", "tcp://192.0.2.7:40002"])  # TEST-NET-1
+
+
 def test_an_existing_client_is_left_running(client) -> None:  # type: ignore[no-untyped-def]
     r = run("cython-nogil", "dask", workers=2, n=10**7, repeats=1, scheduler=client)
     assert r.ok and r.runs[0].iterations == 10**7
     assert client.status == "running"
-    assert len(client.scheduler_info()["workers"]) == 2
+    assert len(client.nthreads()) == 2
 
 
 def test_a_local_cluster_is_started_and_shut_down_per_cell() -> None:
@@ -118,12 +154,12 @@ def test_dask_is_listed_with_its_availability() -> None:
 def test_without_distributed_dask_is_unavailable_and_names_the_extra(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import gilfree.dask_backend as dask_backend
+    import gilfree._dask as dask_impl
 
     def missing() -> None:
         raise ImportError("No module named 'distributed'")
 
-    monkeypatch.setattr(dask_backend, "_distributed", missing)
+    monkeypatch.setattr(dask_impl, "_distributed", missing)
     reason = DASK.availability()
     assert reason == 'needs dask.distributed: pip install "gilfree[dask]"'
     r = run("cython-nogil", "dask", workers=2, n=1000, repeats=1)

@@ -1,0 +1,260 @@
+"""The dask backend's implementation; import it as :mod:`gilfree.dask_backend`.
+
+It builds on :mod:`gilfree.backends`, which imports it as it finishes (to
+register the backend). Importing it first would meet a half-made
+``gilfree.backends``: :mod:`gilfree.dask_backend` imports the two in the order
+that works.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import replace
+from typing import Any
+
+from gilfree._worker import WorkerStamp, cancel_soon, ready, timed_at
+from gilfree.backends import (
+    Backend,
+    RunTimeout,
+    RunTiming,
+    UnsupportedError,
+    WorkerError,
+    _describe,
+    _overran,
+    _ref,
+    _timing,
+)
+from gilfree.kernels import Kernel
+
+__all__ = [
+    "CONNECT_TIMEOUT_S",
+    "DaskBackend",
+    "SchedulerUnreachable",
+    "connect",
+    "local_cluster",
+    "reachable",
+]
+
+#: Seconds to wait for a scheduler given by address before giving up.
+CONNECT_TIMEOUT_S = 5.0
+
+
+class SchedulerUnreachable(ConnectionError):
+    """The Dask scheduler at the given address did not answer in time."""
+
+
+def _distributed() -> Any:
+    import distributed
+
+    return distributed
+
+
+def reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """Raise :class:`SchedulerUnreachable` (or ValueError for a malformed
+    address) unless a TCP connection to ``address`` opens within ``timeout``.
+
+    Checked before a ``distributed.Client`` is made: a Client that fails to
+    connect leaves its event-loop thread running for the life of the process."""
+    import socket
+    from urllib.parse import urlsplit
+
+    url = urlsplit(address if "://" in address else f"tcp://{address}")
+    try:
+        host, port = url.hostname, url.port
+    except ValueError:
+        host = port = None
+    if url.scheme not in ("tcp", "tls") or not host or not port:
+        raise ValueError(
+            f"{address!r} is not a scheduler address; write tcp://host:port, "
+            "e.g. tcp://10.0.0.5:8786"
+        )
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as exc:
+        raise SchedulerUnreachable(
+            f"cannot reach the Dask scheduler at {address!r} within {timeout:g} s "
+            f"({exc.strerror or type(exc).__name__}); is it running, and is the address "
+            "right? Leave --scheduler out to start a local cluster"
+        ) from None
+
+
+def connect(address: str, timeout: float = CONNECT_TIMEOUT_S) -> Any:
+    """A ``distributed.Client`` for the scheduler at ``address``, or
+    :class:`SchedulerUnreachable` within ``timeout`` seconds."""
+    reachable(address, timeout)
+    distributed = _distributed()
+    try:
+        return distributed.Client(address, timeout=f"{timeout}s", set_as_default=False)
+    except (OSError, TimeoutError) as exc:
+        raise SchedulerUnreachable(
+            f"cannot reach the Dask scheduler at {address!r} within {timeout:g} s "
+            f"({type(exc).__name__}); is it running, and is the address right? "
+            "Leave --scheduler out to start a local cluster"
+        ) from None
+
+
+def local_cluster(workers: int) -> Any:
+    """A ``distributed.LocalCluster`` of ``workers`` worker processes, one
+    thread each: the shape every gilfree measurement on Dask uses. The
+    dashboard takes a free port (``None`` would still try 8787, warn when it is
+    taken and leak the probe socket); logs below ERROR stay quiet."""
+    return _distributed().LocalCluster(
+        n_workers=workers,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=":0",
+        silence_logs=40,  # logging.ERROR: the table is the output
+    )
+
+
+class DaskBackend(Backend):
+    name = "dask"
+    description = "N Dask worker processes: a local cluster, or the one at --scheduler"
+    options = frozenset({"scheduler"})
+
+    def availability(self) -> str | None:
+        try:
+            _distributed()
+        except ImportError:
+            return 'needs dask.distributed: pip install "gilfree[dask]"'
+        return None
+
+    @contextlib.contextmanager
+    def cell(self, workers: int, options: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+        """One client for all the runs of a cell: a local cluster of
+        ``workers`` processes when no scheduler is given (shut down after),
+        a connection to the given address, or the caller's own client."""
+        scheduler = options.get("scheduler")
+        if scheduler is not None and not isinstance(scheduler, str):
+            yield dict(options)  # the caller's Client: theirs to close
+            return
+        if isinstance(scheduler, str):
+            client = connect(scheduler)
+            try:
+                yield {**options, "scheduler": client}
+            finally:
+                client.close()  # our connection; the cluster is theirs and runs on
+            return
+        distributed = _distributed()
+        cluster = local_cluster(workers)
+        try:
+            client = distributed.Client(cluster, set_as_default=False)
+            try:
+                yield {**options, "scheduler": client}
+            finally:
+                client.close()
+        except BaseException:
+            # Ctrl-C, a timeout or a failure may leave a task running, and a
+            # worker busy in Python answers the shutdown request only after
+            # seconds: terminate the worker processes first.
+            _terminate_workers(cluster)
+            raise
+        finally:
+            cluster.close()
+
+    def _run(
+        self,
+        kernel: Kernel,
+        chunks: list[int],
+        deadline: float | None,
+        scheduler: Any = None,
+        **_: Any,
+    ) -> RunTiming:
+        if scheduler is None or isinstance(scheduler, str):
+            # A bare run() call: a cluster (or connection) for this run alone.
+            with self.cell(len(chunks), {"scheduler": scheduler}) as opts:
+                return self._run(kernel, chunks, deadline, **opts)
+        client = scheduler
+        t0 = time.perf_counter_ns()
+        workers = _workers(client)
+        if len(workers) < len(chunks):
+            raise UnsupportedError(
+                f"the Dask cluster has {len(workers)} worker(s), fewer than the "
+                f"{len(chunks)} asked for"
+            )
+        local = _same_host(workers)
+        ref = _ref(kernel)
+        placed = workers[: len(chunks)]
+
+        def submit(fn: Any, *args: Any, on: str) -> Any:
+            return client.submit(fn, *args, workers=[on], allow_other_workers=False, pure=False)
+
+        _gather(client, [submit(ready, ref, on=w) for w in placed], deadline, placed)
+        t_ready = time.perf_counter_ns()
+        # Local: a start time on the shared clock, as for any executor. Remote:
+        # other hosts' clocks are not comparable, so each starts on arrival.
+        go_ns = time.perf_counter_ns() + max(20_000_000, 2 * (t_ready - t0)) if local else 0
+        futures = [
+            submit(timed_at, ref, n, go_ns, None, on=w) for n, w in zip(chunks, placed, strict=True)
+        ]
+        stamps = [WorkerStamp(*s) for s in _gather(client, futures, deadline, placed)]
+        t_done = time.perf_counter_ns()
+        timing = _timing(t0, t_ready, t_done, stamps)
+        if local:
+            return timing
+        longest = max((s.end_ns - s.start_ns for s in stamps), default=0) / 1e9
+        return replace(timing, span_s=longest, span_from="per-worker durations")
+
+
+def _terminate_workers(cluster: Any) -> None:
+    """Terminate a local cluster's worker processes (their nannies stay to be
+    closed); best effort, as it reaches into the nannies."""
+    for nanny in list(getattr(cluster, "workers", {}).values()):
+        with contextlib.suppress(Exception):
+            nanny.process.process.terminate()
+
+
+def _workers(client: Any) -> list[str]:
+    """The cluster's worker addresses, asked of the scheduler now.
+
+    Not ``client.scheduler_info()["workers"]``: that returns the client's
+    cached identity, which its periodic refresh overwrites with one that lists
+    no workers at all; a refresh landing between the call's own update and its
+    return reads as an empty cluster (117 calls in 500 with a 1 ms refresh)."""
+    return sorted(client.nthreads())
+
+
+def _same_host(workers: list[str]) -> bool:
+    """Whether every worker (by address) runs on this host, and so shares its clock."""
+    import socket
+    from urllib.parse import urlsplit
+
+    here = {"127.0.0.1", "localhost", "::1", socket.gethostname()}
+    with contextlib.suppress(OSError):
+        here.add(socket.gethostbyname(socket.gethostname()))
+    return all(urlsplit(w).hostname in here for w in workers)
+
+
+def _gather(
+    client: Any, futures: list[Any], deadline: float | None, workers: list[str]
+) -> list[Any]:
+    """Results in order; the first task that fails stops the others. Past the
+    ``deadline``, the tasks are cancelled (a task already running on a worker
+    runs on: Dask cannot stop it, but a local cluster is closed after its cell)."""
+    try:
+        if deadline is not None:
+            try:
+                for f in futures:  # a task that fails raises here, as in gather
+                    # Not 0: Dask reads a zero timeout as none at all.
+                    f.result(timeout=max(0.001, deadline - time.monotonic()))
+            except (TimeoutError, asyncio.TimeoutError):  # distinct classes on 3.10
+                raise RunTimeout("") from None
+        return list(client.gather(futures))
+    except BaseException as exc:
+        # Which task failed: read before cancelling, which changes the statuses.
+        failed = next((i for i, f in enumerate(futures) if f.status == "error"), 0)
+        client.cancel(futures)
+        # Cancelling does not stop a task already running. A compiled
+        # countdown stops on the cancel generation of its worker process,
+        # bumped from the worker's event loop (best effort: a loop starved by a
+        # kernel that holds the GIL answers late; an interpreted one runs on).
+        with contextlib.suppress(Exception):
+            client.run(cancel_soon, workers=workers, wait=False)
+        if isinstance(exc, RunTimeout):
+            raise _overran(deadline) from None
+        if isinstance(exc, (KeyboardInterrupt, UnsupportedError)):
+            raise
+        raise WorkerError(f"Dask task {failed} raised {_describe(exc)}", failed) from exc
