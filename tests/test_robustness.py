@@ -4,6 +4,7 @@ repeated use, and many threads at once."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -133,6 +134,61 @@ def test_orphaned_worker_processes_do_not_outlive_a_killed_parent(tmp_path: Path
     while alive(kids) and time.monotonic() < give_up:
         time.sleep(0.05)
     assert alive(kids) == set()
+
+
+def test_a_worker_waiting_at_the_start_line_leaves_when_orphaned() -> None:
+    """Where PR_SET_PDEATHSIG is missing (not Linux), a ready worker whose
+    parent is gone must not wait for a go that never comes: it polls its
+    parent. Here the death signal is switched off (a fork child inherits the
+    patch), the parent exits without saying go, and the worker must end."""
+    script = """
+import multiprocessing, os
+import gilfree.backends as b
+b._die_with_parent = lambda: None
+ctx = multiprocessing.get_context("fork")
+go = ctx.Event()
+recv, send = ctx.Pipe(duplex=False)
+p = ctx.Process(target=b._process_main, args=(send, go, "cython-nogil", 10), daemon=True)
+p.start()
+assert recv.recv() == ("ready", None)
+print(p.pid, flush=True)
+os._exit(0)  # no clean-up: the worker is left at the start line
+"""
+    parent = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert parent.returncode == 0, parent.stderr
+    worker = {int(parent.stdout)}
+    give_up = time.monotonic() + 5  # it polls every 0.5 s
+    while alive(worker) and time.monotonic() < give_up:
+        time.sleep(0.05)
+    left = alive(worker)
+    for pid in left:  # a failure must not leave it waiting for ever
+        os.kill(pid, signal.SIGKILL)
+    assert left == set(), "an orphaned worker kept waiting at the start line"
+
+
+def test_a_worker_that_ignores_sigterm_is_killed_after_the_grace(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import gilfree.backends
+    from gilfree.checker import as_kernel
+
+    sys.path.insert(0, str(HERE))
+    try:
+        import userfuncs
+    finally:
+        sys.path.remove(str(HERE))
+    grace = 1.0
+    monkeypatch.setattr(gilfree.backends, "STOP_GRACE_S", grace)
+    kernel = as_kernel(userfuncs.ignore_sigterm, (60.0,))
+    t0 = time.monotonic()
+    with pytest.raises(RunTimeout):
+        BACKENDS["processes"].run(kernel, [1, 1], deadline=t0 + 0.5)
+    took = time.monotonic() - t0
+    # SIGTERM was ignored (the grace passed), then SIGKILL ended it: not the 60 s.
+    assert 0.5 + grace <= took < 0.5 + grace + 5
+    assert live_children() == []
 
 
 def test_keyboard_interrupt_in_a_library_call_stops_every_thread() -> None:

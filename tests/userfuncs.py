@@ -65,3 +65,15 @@ def die_in_worker(how: str) -> None:
 def blocked_in_c(seconds: float) -> None:
     """Sleeps in one C call: nothing can interrupt it in a thread."""
     time.sleep(seconds)
+
+
+def ignore_sigterm(seconds: float) -> None:
+    """In a worker process, ignores SIGTERM and then sleeps: only SIGKILL
+    stops it early. Returns at once anywhere else."""
+    import multiprocessing
+    import signal
+
+    if multiprocessing.parent_process() is None:
+        return
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    time.sleep(seconds)
