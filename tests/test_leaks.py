@@ -49,15 +49,18 @@ def assert_no_leak(
 ) -> int:
     """Warm up (first-call imports and caches), then ``times`` calls: the
     process must end with the descriptors, threads, processes and
-    interpreters it started with, and its memory may grow by no more than
-    ``rss_slack_kib``. Returns the growth in KiB."""
+    interpreters it started with (descriptors within ``fd_slack`` either
+    way), and its memory may grow by no more than ``rss_slack_kib``. Returns
+    the growth in KiB."""
     for _ in range(min(20, times)):
         call()
     rss0, fds0, threads0, kids0, interps0 = _footprint()
     for _ in range(times):
         call()
     rss1, fds1, threads1, kids1, interps1 = _footprint()
-    assert fds0 <= fds1 <= fds0 + fd_slack, f"file descriptors: {fds0} -> {fds1}"
+    # A pool may close an idle connection as well as open one (Dask's did:
+    # 53 -> 52 once); without slack the count must come back exactly.
+    assert fds0 - fd_slack <= fds1 <= fds0 + fd_slack, f"file descriptors: {fds0} -> {fds1}"
     assert threads1 == threads0, f"OS threads: {threads0} -> {threads1}"
     assert kids1 == kids0, f"child processes: {kids0} -> {kids1}"
     assert interps1 == interps0, f"interpreters: {interps0} -> {interps1}"
@@ -155,9 +158,9 @@ def test_dask_runs_leak_nothing() -> None:
     with local_cluster(2) as cluster, distributed.Client(cluster, set_as_default=False) as client:
         b, kernel = BACKENDS["dask"], KERNELS["cython-nogil"]
         # The client's own bookkeeping grows with its task history, and its
-        # connection pool opens sockets on demand (up to its size, not one per
-        # run: a leak would show hundreds): the slack is wider, the count
-        # smaller (each run is a few ms of Dask).
+        # connection pool opens sockets on demand and closes idle ones (up to
+        # its size, not one per run: a leak would show hundreds): the slack is
+        # wider, the count smaller (each run is a few ms of Dask).
         assert_no_leak(
             lambda: b.run(kernel, [10_000, 10_000], scheduler=client),
             200,
