@@ -9,6 +9,7 @@ waits, not CPU speed, so the verdicts hold on any number of cores.
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -219,20 +220,36 @@ def test_benchmark_threads_records_and_compare_catches_a_lost_release(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pytester.makepyfile(test_bench_gil=BENCH_TESTS)
-    storage = f"file://{pytester.path / 'store'}"
-    common = ["-p", "no:randomly", f"--benchmark-storage={storage}", "--benchmark-min-rounds=3"]
-    monkeypatch.setenv("KERNEL", "cython-nogil")
-    first = pytester.runpytest_subprocess(*common, "--benchmark-save=before")
-    first.assert_outcomes(passed=1)
-    saved = next((pytester.path / "store").rglob("*before.json")).read_text()
-    assert '"gilfree_speedup"' in saved and '"gilfree_contention"' in saved
-    # The "refactor" drops the nogil block: the threads now take turns on the GIL.
-    monkeypatch.setenv("KERNEL", "cython-gil")
-    second = pytester.runpytest_subprocess(
-        *common, "--benchmark-compare=0001", "--benchmark-compare-fail=median:25%"
-    )
-    assert second.ret != 0
-    assert "Performance has regressed" in second.stdout.str() + second.stderr.str()
+    speedups = []
+    # The baseline must have had two cores to lose: on a shared 2-vCPU host a
+    # neighbour once took one for the whole baseline (two nogil threads read
+    # 221 ms, as long as two GIL-bound ones), leaving nothing to catch. Such
+    # a baseline is measured again; a lost release after a parallel one must
+    # always be caught.
+    for attempt in range(3):
+        store = pytester.path / f"store{attempt}"
+        common = [
+            *("-p", "no:randomly", f"--benchmark-storage=file://{store}"),
+            "--benchmark-min-rounds=3",
+        ]
+        monkeypatch.setenv("KERNEL", "cython-nogil")
+        first = pytester.runpytest_subprocess(*common, "--benchmark-save=before")
+        first.assert_outcomes(passed=1)
+        saved = json.loads(next(store.rglob("*before.json")).read_text())
+        extra = saved["benchmarks"][0]["extra_info"]
+        assert {"gilfree_speedup", "gilfree_contention", "gilfree_verdict"} <= set(extra)
+        speedups.append(extra["gilfree_speedup"])
+        if speedups[-1] < 1.5:
+            continue
+        # The "refactor" drops the nogil block: the threads now take turns on the GIL.
+        monkeypatch.setenv("KERNEL", "cython-gil")
+        second = pytester.runpytest_subprocess(
+            *common, "--benchmark-compare=0001", "--benchmark-compare-fail=median:25%"
+        )
+        assert second.ret != 0
+        assert "Performance has regressed" in second.stdout.str() + second.stderr.str()
+        return
+    pytest.skip(f"this host never ran the two baseline threads in parallel: speedups {speedups}")
 
 
 # ----------------------------------------------------------------- IPython magic
