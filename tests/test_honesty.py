@@ -26,16 +26,18 @@ from gilfree._pykernels import NUMPY_LANES
 from gilfree.measure import calibrate, time_call
 
 
-def best_of(kernel: Kernel, n: int, repeats: int = 3) -> float:
-    return min(time_call(kernel, n) for _ in range(repeats))
-
-
 def test_time_is_linear_in_n(kernel: Kernel) -> None:
     # A compiler that deleted or closed-form-evaluated the loop would make the
-    # time flat in n; 4x the work must take 3x to 5x the time.
+    # time flat in n (a ratio near 1); 4x the work must take about 4x the time.
+    # The sizes alternate, best of 5 each, and the band is 2.5x to 6x: on this
+    # shared host a best-of-3 taken one size after the other read 2.80x once.
     n = calibrate(kernel, 0.04)
-    ratio = best_of(kernel, 4 * n) / best_of(kernel, n)
-    assert 3.0 <= ratio <= 5.0, f"{kernel.name}: t(4n)/t(n) = {ratio:.2f}"
+    small, large = [], []
+    for _ in range(5):
+        small.append(time_call(kernel, n))
+        large.append(time_call(kernel, 4 * n))
+    ratio = min(large) / min(small)
+    assert 2.5 <= ratio <= 6.0, f"{kernel.name}: t(4n)/t(n) = {ratio:.2f}"
 
 
 def main_thread_share(kernel: Kernel, n: int) -> float:
