@@ -45,10 +45,9 @@ def check_cost(pairs: int = 101, n: int = 2 * 10**8) -> tuple[float, float, floa
 
     Many short pairs rather than a few long ones: on a shared host one noisy
     second lands in one pair, not in a whole round (7 rounds of 2e9 read
-    medians from -0.4% to +1.0% on the same build; 101 pairs of 2e8, the same
-    total work and the same check every CHUNK iterations, read +0.05% to
-    +0.07% three times). The order alternates, so neither loop always runs
-    first."""
+    medians from -0.39% to +1.02% on the same build). 101 pairs of 2e8 do the
+    same total work, with the same check every CHUNK iterations. The order
+    alternates, so neither loop always runs first."""
 
     def timed(loop: Callable[[int], object]) -> float:
         t = time.perf_counter()
