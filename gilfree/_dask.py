@@ -29,15 +29,6 @@ from gilfree.backends import (
 )
 from gilfree.kernels import Kernel
 
-__all__ = [
-    "CONNECT_TIMEOUT_S",
-    "DaskBackend",
-    "SchedulerUnreachable",
-    "connect",
-    "local_cluster",
-    "reachable",
-]
-
 #: Seconds to wait for a scheduler given by address before giving up.
 CONNECT_TIMEOUT_S = 5.0
 
@@ -213,7 +204,8 @@ def _workers(client: Any) -> list[str]:
     Not ``client.scheduler_info()["workers"]``: that returns the client's
     cached identity, which its periodic refresh overwrites with one that lists
     no workers at all; a refresh landing between the call's own update and its
-    return reads as an empty cluster (117 calls in 500 with a 1 ms refresh)."""
+    return reads as an empty cluster (tests/test_dask.py provokes it with a
+    1 ms refresh)."""
     return sorted(client.nthreads())
 
 

@@ -61,7 +61,7 @@ def test_the_worker_count_survives_the_clients_periodic_refresh(client) -> None:
     """The client's periodic refresh caches an identity that lists no
     workers; a run must never read it as an empty cluster (CI once failed a
     run so, with the default 2 s refresh). A 1 ms refresh makes the race
-    likely on every call: before the fix, about one call in four lost it."""
+    likely on every call: before the fix this test failed with CI's message."""
     import dask
 
     with dask.config.set({"distributed.client.scheduler-info-interval": "1ms"}):
