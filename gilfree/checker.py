@@ -32,6 +32,7 @@ from typing import Any
 from gilfree.backends import Backend
 from gilfree.kernels import Kernel, check_count
 from gilfree.measure import MAX_WORKERS, ProgressHook, Result, ResultHook, sweep
+from gilfree.plan import DEFAULT_MAX_TIME, DEFAULT_PRECISION, DEFAULT_ROUNDS
 
 __all__ = [
     "Calls",
@@ -173,7 +174,7 @@ class CheckReport:
     @property
     def warnings(self) -> list[str]:
         """Reasons to distrust the figures: calls too short, repeats that vary."""
-        notes = [r.warning for r in self.results if r.warning]
+        notes = [w for r in self.results for w in r.warnings]
         call = self.serial_call_s
         if not math.isnan(call) and call * self.calls < SHORT_CALL_S:
             notes.insert(
@@ -228,8 +229,11 @@ def check_call(
     *,
     workers: int = 2,
     calls: int = 1,
-    repeats: int = 5,
+    repeats: int = DEFAULT_ROUNDS,
     warmups: int = 1,
+    precision: float | None = DEFAULT_PRECISION,
+    max_time: float = DEFAULT_MAX_TIME,
+    max_rounds: int | None = None,
     backends: Iterable[str | Backend | concurrent.futures.Executor] = DEFAULT_BACKENDS,
     start_method: str | None = None,
     scheduler: Any = None,
@@ -248,7 +252,9 @@ def check_call(
         ``workers * calls`` calls in one thread).
     calls
         Calls per worker per round (default 1). Raise it for a fast function.
-    repeats, warmups, start_method, scheduler, progress, timeout, on_result
+    repeats, warmups, precision, max_time, max_rounds
+        The rounds, as in :func:`gilfree.sweep`.
+    start_method, scheduler, progress, timeout, on_result
         As in :func:`gilfree.sweep`: a cell whose worker raises or dies, or
         that overruns ``timeout``, comes back failed (the function raising in
         the serial baseline, which runs first in this thread, raises here).
@@ -267,6 +273,9 @@ def check_call(
         scaling="weak",
         repeats=repeats,
         warmups=warmups,
+        precision=precision,
+        max_time=max_time,
+        max_rounds=max_rounds,
         start_method=start_method,
         scheduler=scheduler,
         progress=progress,

@@ -13,11 +13,12 @@ import os
 import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from gilfree.backends import BACKENDS, DEFAULT_BACKENDS, WorkerError, iter_available
 from gilfree.kernels import KERNELS, MAX_N, check_count
 from gilfree.measure import MAX_WORKERS, ProgressHook, Result, context, sweep
+from gilfree.plan import DEFAULT_MAX_ROUNDS, DEFAULT_MAX_TIME, DEFAULT_PRECISION, DEFAULT_ROUNDS
 
 DEMO_SECONDS = 0.25
 
@@ -107,6 +108,25 @@ def parse_seconds(text: str, most: float = 3600) -> float:
 def parse_timeout(text: str) -> float:
     """Seconds, more than 0 and at most a day."""
     return parse_seconds(text, most=86400)
+
+
+def parse_precision(text: str) -> float | None:
+    """A fraction of the speedup, ``0.05`` or ``5%``, between 0 and 1
+    exclusive; ``off``: no precision target, exactly --rounds rounds."""
+    s = text.strip()
+    if s.lower() == "off":
+        return None
+    try:
+        value = float(s[:-1]) / 100 if s.endswith("%") else float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a precision: give a fraction such as 0.05 or 5%, or off"
+        ) from None
+    if not 0 < value < 1:  # NaN fails this too
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: the precision must be more than 0 and less than 1 (0.05 or 5%), or off"
+        )
+    return value
 
 
 def parse_json_path(text: str) -> str:
@@ -204,6 +224,14 @@ def _value(text: str) -> Any:
 # ------------------------------------------------------------------------ parser
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: the problem and where help is, not the
+    usage block (subcommands' usage runs to several lines)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _backends_option(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "-b",
@@ -249,10 +277,38 @@ def _sizing(p: argparse.ArgumentParser) -> None:
 
 def _repeats(p: argparse.ArgumentParser) -> None:
     p.add_argument(
+        "--rounds",
         "--repeats",
+        dest="repeats",
         type=_bounded("--repeats", 1, 1000),
-        default=5,
-        help="timed repeats per cell, 1 to 1000; the median is reported (default 5)",
+        default=DEFAULT_ROUNDS,
+        metavar="N",
+        help="the fewest rounds per cell, 1 to 1000 (default %(default)s). A round runs the "
+        "serial baseline and the parallel run back to back, order alternating; the speedup is "
+        "the median of the per-round ratios",
+    )
+    p.add_argument(
+        "--precision",
+        type=parse_precision,
+        default=DEFAULT_PRECISION,
+        metavar="P",
+        help="add rounds until each speedup's 95%% interval is within +-P of it: 0.05 or 5%% "
+        f"(default {DEFAULT_PRECISION * 100:g}%%); off: exactly --rounds rounds",
+    )
+    p.add_argument(
+        "--max-time",
+        type=parse_timeout,
+        default=DEFAULT_MAX_TIME,
+        metavar="SECONDS",
+        help="time budget for adding rounds, the whole command together (default "
+        f"{DEFAULT_MAX_TIME:g}); past it, each cell reports the precision it reached",
+    )
+    p.add_argument(
+        "--max-rounds",
+        type=_bounded("--max-rounds", 1, 10_000),
+        default=None,
+        metavar="N",
+        help=f"the most rounds per cell (default {DEFAULT_MAX_ROUNDS}, or --rounds if more)",
     )
     p.add_argument(
         "--warmups",
@@ -292,7 +348,7 @@ def _repeats(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="gilfree",
         description="Will threads make this faster, or do I need processes or subinterpreters? "
         "gilfree runs the same countdown loop, compiled and interpreted, with and without "
@@ -310,6 +366,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="the classic GIL experiment, then every kernel on every backend (default)",
         description="The classic experiment (python: serial vs 2 threads vs 2 processes), "
         "then every kernel on every backend with 2 workers, a table and one verdict per kernel.",
+    )
+    demo.add_argument(
+        "--article",
+        action="store_true",
+        help="instead: the classic article's three programs as written (countdown of "
+        "100,000,000 in one thread, in two threads, in a pool of two processes), this "
+        "machine's times beside the article's, what its process program got wrong, and the "
+        "fair figure; -n changes the count, --rounds the rounds (default 3)",
     )
     _common(demo)
 
@@ -482,14 +546,24 @@ def _measure(
             args.n,
             seconds=args.seconds,
             scaling=args.scaling,
-            repeats=args.repeats,
-            warmups=args.warmups,
-            start_method=args.start_method,
-            scheduler=args.scheduler,
             progress=hook,
-            timeout=args.timeout,
             on_result=args.recorder.add,
+            **_rounds(args),
         )
+
+
+def _rounds(args: argparse.Namespace) -> dict[str, Any]:
+    """The measuring options every measuring command passes on."""
+    return {
+        "repeats": args.repeats,
+        "warmups": args.warmups,
+        "precision": args.precision,
+        "max_time": args.max_time,
+        "max_rounds": args.max_rounds,
+        "start_method": args.start_method,
+        "scheduler": args.scheduler,
+        "timeout": args.timeout,
+    }
 
 
 class _Usage(Exception):
@@ -522,13 +596,16 @@ def _report(
     for i, reason in enumerate(report.unsupported_notes(results), 1):
         console.print(f"  ({i}) {reason}")
     console.print(
-        "  span: first worker start to last worker end, median of repeats; speedup: serial "
-        "time for the same work / span; busy CPUs: CPU time / span; GIL wait: share of time "
-        "a probe thread waited for the GIL during an untimed run (threads, interpreters); "
-        "start-up: creating the workers (+ a Dask cluster started once for the cell); classic: "
-        "start-up + work, as timed in the classic article"
+        "  span: first worker start to last worker end, median of rounds; rounds: serial and "
+        "parallel run back to back (out: faster than their busy CPUs allow, left out); "
+        "speedup: median of per-round serial time / span, 95% interval; of capacity: the "
+        "speedup as a share of what as many processes got in the same rounds; busy CPUs: CPU "
+        "time / span; GIL wait: share of time a probe thread waited for the GIL during an "
+        "untimed run (threads, interpreters); start-up: creating the workers (+ a Dask "
+        "cluster started once for the cell); classic: start-up + work, as the classic "
+        "article timed it"
     )
-    for note in [*warnings, *(r.warning for r in results if r.warning)]:
+    for note in [*warnings, *(w for r in results for w in r.warnings)]:
         console.print(f"[yellow]warning:[/yellow] {note}")
     console.print()
     for line in report.verdicts(results):
@@ -541,7 +618,32 @@ def _failed(results: Sequence[Result]) -> int:
     return 1 if any(r.failed for r in results) else 0
 
 
+def cmd_article(args: argparse.Namespace) -> int:
+    """``demo --article``: the note's programs as written, then the fair figure."""
+    from gilfree import article
+
+    c = context()
+    given = any(
+        a in ("--rounds", "--repeats") or a.startswith(("--rounds=", "--repeats="))
+        for a in args.argv
+    )
+    rounds = args.repeats if given else article.DEFAULT_ROUNDS
+    count = args.n if args.n is not None else article.COUNT
+    if count < 4:
+        raise _Usage("--article needs -n of at least 4 (two processes of COUNT//2 // 2 each)")
+    with _progress(args) as hook:
+        report = article.replicate(rounds=rounds, count=count, progress=hook)
+    print(
+        f"The classic article, replicated: CPython {c.python}, {c.processor}, "
+        f"{c.cpus_available} CPUs"
+    )
+    print("\n".join(report.lines()))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
+    if args.article:
+        return cmd_article(args)
     backends = list(DEFAULT_BACKENDS)
     if args.scheduler:  # asked for a cluster: the demo runs on it too
         backends.append("dask")
@@ -600,14 +702,10 @@ def cmd_check(args: argparse.Namespace) -> int:
                 call_kwargs,
                 workers=args.workers,
                 calls=args.calls,
-                repeats=args.repeats,
-                warmups=args.warmups,
                 backends=args.backends,
-                start_method=args.start_method,
-                scheduler=args.scheduler,
                 progress=hook,
-                timeout=args.timeout,
                 on_result=args.recorder.add,
+                **_rounds(args),
             )
     except (KeyboardInterrupt, WorkerError):
         raise
@@ -615,7 +713,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"gilfree check: {name} raised; the check stopped.", file=sys.stderr)
         traceback.print_exc()
         return 1
-    own = [w for w in result.warnings if not any(w == r.warning for r in result.results)]
+    own = [w for w in result.warnings if not any(w in r.warnings for r in result.results)]
     _report(
         args,
         result.results,
@@ -667,6 +765,23 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_together(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse options that are valid alone but not together, before any work."""
+    if args.max_rounds is not None and args.max_rounds < args.repeats:
+        parser.error(
+            f"--max-rounds {args.max_rounds} is below --rounds {args.repeats}; raise "
+            "--max-rounds or lower --rounds"
+        )
+    n = getattr(args, "n", None)
+    if n is not None and getattr(args, "scaling", "strong") == "weak":
+        counts = args.workers if isinstance(args.workers, list) else [args.workers]
+        if n * max(counts) > MAX_N:
+            parser.error(
+                f"weak scaling: {max(counts)} workers x n={n} = {n * max(counts)} iterations, "
+                f"more than the largest n ({MAX_N}); use a smaller -n"
+            )
+
+
 def _interrupted(args: argparse.Namespace) -> None:
     """After Ctrl-C: show the cells measured so far and end the JSON log."""
     recorder: _Recorder = args.recorder
@@ -698,6 +813,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(args_list)
     args.argv = args_list  # recorded in the JSON output
     measuring = args.command != "info"
+    if measuring:
+        _check_together(parser, args)
     try:
         if measuring:
             args.recorder = _Recorder(args)

@@ -11,7 +11,7 @@ from typing import Any
 
 from rich.table import Table
 
-from gilfree.measure import SPREAD_WARNING, Result
+from gilfree.measure import Result
 from gilfree.meter import FREE_BELOW
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "to_json",
     "unsupported_notes",
     "verdict",
+    "verdict_word",
     "verdicts",
     "write_json",
 ]
@@ -60,9 +61,9 @@ def table(results: Sequence[Result], title: str = "gilfree") -> Table:
         ("workers", "right"),
         ("n", "right"),
         ("span", "right"),
-        ("spread", "right"),
+        ("rounds", "right"),
         ("speedup [95% CI]", "right"),
-        ("effic.", "right"),
+        ("of capacity", "right"),
         ("busy CPUs", "right"),
         ("GIL wait", "right"),
         ("start-up", "right"),
@@ -77,16 +78,19 @@ def table(results: Sequence[Result], title: str = "gilfree") -> Table:
             t.add_row(r.kernel, r.backend, str(r.workers), _n(r.n), mark)
             continue
         low, high = r.speedup_ci()
-        spread = f"{r.spread:.1%}" + (" [red]![/red]" if r.spread > SPREAD_WARNING else "")
+        rounds = str(r.rounds) + (f", {r.excluded_rounds} out" if r.excluded_rounds else "")
+        if r.warnings:
+            rounds += " [red]![/red]"
+        share = "-" if math.isnan(r.share) else f"{r.share:.0%}"
         t.add_row(
             r.kernel,
             r.backend,
             str(r.workers),
             _n(r.n),
             _s(r.median_s),
-            spread,
+            rounds,
             f"{_x(r.speedup)} [{low:.2f}, {high:.2f}]",
-            f"{r.efficiency:.0%}",
+            share,
             f"{r.busy_cpus:.2f}",
             r.gil.short() if r.gil is not None else "",
             _s(r.setup_median_s)
@@ -128,16 +132,37 @@ def _gil(cell: Result) -> str:
     return short if short == "no GIL" else f"GIL contention {short}"
 
 
+#: Threads help once they reach this share of what independent processes
+#: got on this host in the same rounds (or of the ideal, where the capacity
+#: was not measured).
+HELP_SHARE = 0.8
+#: At or below this speedup, threads gained nothing worth having.
+NO_GAIN = 1.15
+#: A GIL wait at or above this reads contended: some thread held the GIL
+#: nearly all the time (two GIL-holding threads read 0.7 and up).
+CONTENDED_FROM = 0.5
+#: Busy CPUs below this: the workers ran one at a time.
+ONE_AT_A_TIME_BELOW = 1.3
+
+
 def verdict(results: Sequence[Result], kernel: str) -> str:
     """What helped ``kernel``, in words a person can act on (no name prefix).
 
-    Read from its largest worker count on each backend. Threads help when
-    they reach 80% of the ideal, which is the worker count or the CPUs
-    available, whichever is smaller (4 workers on 2 CPUs cannot beat 2x). At
-    <= 1.15x they are GIL-bound, and the line says what did help instead; in
-    between, partly parallel. The GIL contention reading (when the threads
-    cell was metered) says why; when it shows the GIL free yet threads fell
-    short, the verdict says the limit is elsewhere.
+    Read from its largest worker count on each backend, and from intervals,
+    not points. The threads' speedup is judged as a share of what the same
+    number of independent processes got on this host in the same rounds (its
+    capacity): threads *help* when the whole 95% interval of that share is at
+    or above 80% and the whole interval of the speedup above 1.15x; they are
+    *GIL-bound* when the whole interval of the speedup is at or below 1.15x
+    and either the meter saw them take turns (a contended GIL, about one CPU
+    busy) or the host showed it could run that many processes in parallel;
+    *partly parallel* when the speedup is clearly above 1.15x and the share
+    clearly below 80%. An interval that straddles a line gives
+    *inconclusive*, with what would settle it. The GIL contention reading and
+    the busy CPUs must agree: threads that waited on a contended GIL with
+    about one CPU busy never "help", and threads that fell short with the GIL
+    free are *limited elsewhere*, never GIL-bound. A cell whose rounds mostly
+    disagreed with their busy CPUs is inconclusive.
     """
     threads = _best(results, kernel, "threads")
     others = [
@@ -147,26 +172,80 @@ def verdict(results: Sequence[Result], kernel: str) -> str:
     ]
     if threads is None:
         return "; ".join(others) if others else "no parallel cell ran (see the notes above)"
-    gil = _gil(threads)
-    speed = f"{_x(threads.speedup)} at {threads.workers} workers"
+    s, (lo, hi) = threads.speedup, threads.speedup_ci()
+    w = threads.workers
+    speed = f"{_x(s)} [{lo:.2f}, {hi:.2f}] at {w} workers"
+    cap = threads.capacity_speedup
+    measured = not math.isnan(cap)
+    ideal = min(w, threads.context.cpus_available)
+    if measured:
+        share, (sh_lo, sh_hi) = threads.share, threads.share_ci()
+        speed += f" = {share:.0%} of what {w} processes got here ({cap:.2f}x)"
+    else:
+        share, sh_lo, sh_hi = s / ideal, lo / ideal, hi / ideal
     if not threads.context.gil_enabled:
         return f"no GIL: threads {speed}"
-    ideal = min(threads.workers, threads.context.cpus_available)
-    if ideal > 1 and threads.speedup >= 0.8 * ideal:
-        return f"threads help: {speed}" + (f", {gil}" if gil else "")
+    if math.isnan(s):
+        return (
+            "inconclusive: every round of threads was faster than its busy CPUs allow "
+            "(the host changed speed between runs); a quieter machine would settle it"
+        )
+    if ideal <= 1:
+        return f"threads {speed}; with one worker or one CPU nothing can run in parallel"
+    gil = _gil(threads)
     contention = threads.contention
-    if contention is not None and contention < FREE_BELOW:
+    contended = contention is not None and contention >= CONTENDED_FROM
+    free = contention is not None and contention < FREE_BELOW
+    one_at_a_time = contended and threads.busy_cpus < ONE_AT_A_TIME_BELOW
+    # The host showed it can run this many workers in parallel right now.
+    host_parallel = not measured or threads.capacity_ci()[0] > NO_GAIN
+    settle = "more time (--max-time) or a quieter machine would settle it"
+    if threads.flagged:
+        return (
+            f"inconclusive: threads {speed}, but {threads.excluded_rounds} of "
+            f"{threads.rounds} rounds were faster than their busy CPUs allow (the host "
+            "changed speed); a quieter machine would settle it"
+        )
+    disagree = (
+        f"inconclusive: threads {speed}, yet {gil} with {threads.busy_cpus:.2f} busy CPUs "
+        f"says they ran one at a time; {settle}"
+    )
+    if sh_lo >= HELP_SHARE and lo > NO_GAIN:
+        if one_at_a_time:
+            return disagree
+        return f"threads help: {speed}" + (f", {gil}" if gil else "")
+    if free and (sh_hi < HELP_SHARE or hi <= NO_GAIN):
         # Threads fell short, but the meter says the GIL was free: the limit is
         # elsewhere, and releasing the GIL more would not help.
         line = f"limited elsewhere: threads {speed} with the GIL free ({gil})"
         advice = [*others, "look at CPUs, memory bandwidth, locks or a busy machine"]
-    elif threads.speedup <= 1.15:
-        line = f"GIL-bound: threads {_x(threads.speedup)}" + (f" ({gil})" if gil else "")
+    elif hi <= NO_GAIN and not free and (one_at_a_time or host_parallel):
+        # No gain, and either the meter saw the threads take turns on the GIL
+        # or the host showed it could have run them in parallel.
+        line = f"GIL-bound: threads {_x(s)} [{lo:.2f}, {hi:.2f}]" + (f" ({gil})" if gil else "")
         advice = [*others, "or release the GIL in the hot loop"]
-    else:
+    elif lo > NO_GAIN and sh_hi < HELP_SHARE:
+        if one_at_a_time:
+            return disagree
         line = f"partly parallel: threads {speed}" + (f" ({gil})" if gil else "")
         advice = others
+    elif not host_parallel:
+        return (
+            f"inconclusive: threads {speed}, and {w} independent processes got only "
+            f"{cap:.2f}x on this host just now, so it could not show parallelism; {settle}"
+        )
+    else:
+        return (
+            f"inconclusive: threads {speed} straddles a line (GIL-bound at or below "
+            f"{NO_GAIN}x, helping from {HELP_SHARE:.0%} of capacity); {settle}"
+        )
     return "; ".join([line, *advice])
+
+
+def verdict_word(results: Sequence[Result], kernel: str) -> str:
+    """The first word(s) of :func:`verdict`: ``threads help``, ``GIL-bound``,
+    ``partly parallel``, ``limited elsewhere``, ``inconclusive``, ``no GIL``..."""
+    return verdict(results, kernel).split(":", 1)[0]
 
 
 def verdicts(results: Sequence[Result]) -> list[str]:

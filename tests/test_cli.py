@@ -43,6 +43,8 @@ def test_run_writes_json(tmp_path, capsys: pytest.CaptureFixture[str]) -> None: 
             "10**5",
             "--repeats",
             "2",
+            "--precision",
+            "off",
             "--warmups",
             "0",
             "--json",

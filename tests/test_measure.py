@@ -26,7 +26,7 @@ def test_weak_chunks_repeat_the_work() -> None:
 
 
 def test_run_returns_complete_result() -> None:
-    r = run("cython-nogil", "threads", workers=2, n=20_000_000, repeats=3, warmups=1)
+    r = run("cython-nogil", "threads", workers=2, n=20_000_000, repeats=3, precision=None)
     assert r.ok and r.status == "ok"
     assert (r.kernel, r.backend, r.workers, r.n, r.scaling) == (
         "cython-nogil",
@@ -36,6 +36,9 @@ def test_run_returns_complete_result() -> None:
         "strong",
     )
     assert len(r.runs) == 3 and len(r.warmups) == 1 and len(r.baseline_s) == 3
+    assert r.stopped == "fixed rounds" and r.precision_reached is None
+    assert r.serial_first == (True, False, True)  # the order alternates, round by round
+    assert len(r.capacity) == 3 and all(c is not None and c.workers == 2 for c in r.capacity)
     assert all(t.iterations == 20_000_000 for t in r.runs)
     low, high = r.speedup_ci()
     assert low <= r.speedup <= high
@@ -79,26 +82,19 @@ def test_sweep_grid_and_unsupported_cells() -> None:
             assert r.runs[0].iterations == 100_000
 
 
-def test_sweep_calls_progress_for_every_step() -> None:
+def test_sweep_calls_progress_before_every_round() -> None:
     calls: list[tuple[str, int]] = []
 
     def hook(label: str, steps: int) -> None:
         calls.append((label, steps))
 
-    sweep(["python"], ["threads", "serial"], [1, 2], n=1000, repeats=1, progress=hook)
-    assert len(calls) == 1 + 2 * 2  # one baseline (strong scaling), four cells
-    assert {steps for _, steps in calls} == {len(calls)}  # the total it announced
-    weak: list[tuple[str, int]] = []
-    sweep(
-        ["python"],
-        ["threads"],
-        [1, 2],
-        n=1000,
-        scaling="weak",
-        repeats=1,
-        progress=lambda label, steps: weak.append((label, steps)),
+    results = sweep(
+        ["python"], ["threads", "serial"], [1, 2], n=1000, repeats=2, precision=None, progress=hook
     )
-    assert len(weak) == 2 + 2 == weak[0][1]  # a baseline per worker count in weak scaling
+    # Fixed rounds: two per worker count, each announced once.
+    assert [label.split(":")[0] for label, _ in calls] == ["python x1"] * 2 + ["python x2"] * 2
+    assert {steps for _, steps in calls} == {2 * 30}  # the most rounds there can be
+    assert all(r.rounds == 2 and r.stopped == "fixed rounds" for r in results)
 
 
 def test_default_n_is_calibrated_per_kernel() -> None:
@@ -162,20 +158,37 @@ def test_reports_and_json(tmp_path) -> None:  # type: ignore[no-untyped-def]
 def fake(
     kernel: str,
     backend: str,
-    speedup: float,
+    speedup: float | list[float],
     workers: int = 2,
     contention: float | None = None,
     gil_enabled: bool = True,
     cpus: int = 2,
+    busy: float | None = None,
+    capacity: float | list[float] | None = None,
 ) -> Result:
-    """A result with chosen timings (and GIL reading), to test the verdict rules exactly."""
+    """A result with chosen timings (and GIL reading), to test the verdict rules exactly.
+
+    ``speedup`` may be one value or one per round. With ``busy``, every round
+    carries CPU readings (the serial run keeps one CPU busy, the parallel run
+    ``busy``), so the consistency check applies; ``capacity`` adds the host's
+    capacity pairs (one value for every round, or one per round)."""
     from dataclasses import replace
 
+    from gilfree._worker import WorkerStamp
     from gilfree.backends import RunTiming
+    from gilfree.measure import CapacityRound
     from gilfree.meter import GILReading
 
-    span = 1.0 / speedup
-    timing = RunTiming(0.0, span, span, ())
+    speeds = speedup if isinstance(speedup, list) else [speedup]
+    runs = []
+    for s in speeds:
+        span = 1.0 / s
+        stamps = () if busy is None else (WorkerStamp(0, round(span * 1e9), busy * span, 1),)
+        runs.append(RunTiming(0.0, span, span, stamps))
+    caps: list[CapacityRound | None] = []
+    if capacity is not None:
+        values = capacity if isinstance(capacity, list) else [capacity] * len(speeds)
+        caps = [CapacityRound(workers, 1.0, 1.0, 1.0 / c, min(workers, c) / c) for c in values]
     gil = None
     if contention is not None or not gil_enabled:
         gil = GILReading(gil_enabled, 100, contention or 0.0, 1.0, 0.005, 0.001)
@@ -188,9 +201,11 @@ def fake(
         start_method=None,
         status="ok",
         reason="",
-        runs=(timing,),
+        runs=tuple(runs),
         warmups=(),
-        baseline_s=(1.0,),
+        baseline_s=(1.0,) * len(runs),
+        baseline_cpu_s=(1.0,) * len(runs) if busy is not None else (),
+        capacity=tuple(caps),
         context=replace(
             context(), gil_enabled=gil_enabled, cpu_count=cpus, cpu_affinity=tuple(range(cpus))
         ),
@@ -200,7 +215,7 @@ def fake(
 
 def test_verdict_rules() -> None:
     assert verdicts([fake("cython-nogil", "threads", 1.98, contention=0.02)]) == [
-        "cython-nogil: threads help: 1.98x at 2 workers, GIL contention 2%"
+        "cython-nogil: threads help: 1.98x [1.98, 1.98] at 2 workers, GIL contention 2%"
     ]
     assert verdicts(
         [
@@ -208,30 +223,32 @@ def test_verdict_rules() -> None:
             fake("python", "processes", 1.95),
         ]
     ) == [
-        "python: GIL-bound: threads 1.02x (GIL contention 93%); processes give 1.95x; "
-        "or release the GIL in the hot loop"
+        "python: GIL-bound: threads 1.02x [1.02, 1.02] (GIL contention 93%); processes give "
+        "1.95x; or release the GIL in the hot loop"
     ]
     partly = verdicts([fake("numpy", "threads", 1.4, contention=0.3)])[0]
-    assert partly == "numpy: partly parallel: threads 1.40x at 2 workers (GIL contention 30%)"
+    assert partly == (
+        "numpy: partly parallel: threads 1.40x [1.40, 1.40] at 2 workers (GIL contention 30%)"
+    )
     # Threads fell short with the GIL free: not the GIL's fault, and the line says so.
     assert verdicts(
         [fake("numpy", "threads", 1.13, contention=0.01), fake("numpy", "processes", 1.97)]
     ) == [
-        "numpy: limited elsewhere: threads 1.13x at 2 workers with the GIL free "
+        "numpy: limited elsewhere: threads 1.13x [1.13, 1.13] at 2 workers with the GIL free "
         "(GIL contention 1%); processes give 1.97x; look at CPUs, memory bandwidth, locks "
         "or a busy machine"
     ]
     # Not metered (an executor of processes, say): the verdict leaves the reading out.
     assert verdicts([fake("python", "threads", 1.9)]) == [
-        "python: threads help: 1.90x at 2 workers"
+        "python: threads help: 1.90x [1.90, 1.90] at 2 workers"
     ]
     # A free-threaded build with the GIL off: say so, never a contention number.
     assert verdicts([fake("python", "threads", 1.9, gil_enabled=False)]) == [
-        "python: no GIL: threads 1.90x at 2 workers"
+        "python: no GIL: threads 1.90x [1.90, 1.90] at 2 workers"
     ]
     assert verdicts([fake("python", "processes", 1.9)]) == ["python: processes give 1.90x"]
     # 4 workers on 2 CPUs cannot beat 2x: 1.9x is threads helping, not "partly".
     assert verdicts([fake("cython-nogil", "threads", 1.9, workers=4, cpus=2)]) == [
-        "cython-nogil: threads help: 1.90x at 4 workers"
+        "cython-nogil: threads help: 1.90x [1.90, 1.90] at 4 workers"
     ]
     assert "partly parallel" in verdicts([fake("numpy", "threads", 1.5, workers=4, cpus=4)])[0]
