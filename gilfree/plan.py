@@ -83,11 +83,10 @@ def _names(value: object, what: str) -> list[object]:
         return [value]
     if isinstance(value, (Kernel, Backend, concurrent.futures.Executor)):
         return [value]
-    try:
-        return list(value)  # type: ignore[call-overload]
-    except TypeError:
-        kind = type(value).__name__
-        raise TypeError(f"{what} must be a name or a list of names, not {kind}") from None
+    if isinstance(value, Iterable):
+        return list(value)
+    kind = type(value).__name__
+    raise TypeError(f"{what} must be a name or a list of names, not {kind}")
 
 
 @dataclass(frozen=True)
