@@ -88,8 +88,9 @@ CONSISTENCY_SLACK = 0.15
 CPU_BOUND_ABOVE = 0.5
 #: The fewest rounds kept before an interval may count as precise.
 MIN_ROUNDS_FOR_CI = 3
-#: A cell with more than this share of its rounds left out is flagged.
-FLAG_EXCLUDED = 1 / 3
+#: A cell with more than this share of its rounds left out is flagged: the
+#: host changed speed in most rounds, and the rounds kept are a biased few.
+FLAG_EXCLUDED = 1 / 2
 #: Other processes using this many CPUs on average during a cell: a busy host.
 BUSY_HOST_CPUS = 0.3
 #: The kernel and backend that measure the host's parallel capacity: no GIL,
@@ -444,8 +445,8 @@ class Result:
 
     @property
     def flagged(self) -> bool:
-        """More than a third of the rounds were left out, or none was kept:
-        the host changed speed too often for the figures to be trusted."""
+        """More than half the rounds were left out, or none was kept: the
+        host changed speed too often for the figures to be trusted."""
         if not self.runs:
             return False
         return not self._kept() or self.excluded_rounds > FLAG_EXCLUDED * self.rounds
@@ -559,13 +560,19 @@ class Result:
     @property
     def share(self) -> float:
         """This cell's speedup as a share of the host's capacity measured in
-        the same rounds (1.0: as fast as independent processes got): the
-        median speedup over the median capacity, both over the rounds where
-        both were kept."""
+        the same rounds (1.0: as fast as independent processes got): the mean
+        speedup over the mean capacity, both over the rounds where both were
+        kept.
+
+        Means, not medians: on a host whose CPUs are now and then slow, run
+        by run, both sides are mixtures of a fast and a slow mode, and the
+        median of a mixture jumps between its modes with the luck of the
+        draw, while the mean moves smoothly.
+        """
         speedups, capacities = self._paired()
         if not speedups:
             return float("nan")
-        return statistics.median(speedups) / statistics.median(capacities)
+        return statistics.fmean(speedups) / statistics.fmean(capacities)
 
     def share_ci(self, confidence: float = 0.95, resamples: int = 2000) -> tuple[float, float]:
         """Bootstrap interval of :attr:`share`, resampling whole rounds, so a
@@ -579,7 +586,7 @@ class Result:
         rng = np.random.default_rng(0)
         pick = rng.integers(0, len(speedups), (resamples, len(speedups)))
         s, c = np.asarray(speedups)[pick], np.asarray(capacities)[pick]
-        shares = np.median(s, axis=1) / np.median(c, axis=1)
+        shares = s.mean(axis=1) / c.mean(axis=1)
         tail = (1 - confidence) / 2 * 100
         low, high = np.percentile(shares, [tail, 100 - tail])
         return (float(low), float(high))
@@ -854,7 +861,10 @@ class _Group:
         ):
             return
         kernel = KERNELS[CAPACITY_KERNEL]
-        n = calibrate(kernel, max(serial_s, 1e-4))
+        if CAPACITY_KERNEL in self.sizes and self.plan.scaling == "strong":
+            n = self.sizes[CAPACITY_KERNEL]  # the very work of that kernel's cells
+        else:
+            n = calibrate(kernel, max(serial_s, 1e-4))
         self.capacity = (
             _Track(kernel, _SERIAL, [n], {}, None, role="capacity"),
             _Track(
@@ -910,13 +920,15 @@ class _Group:
                 cell.done = self._settled(cell)
 
     def _settled(self, cell: _Track) -> bool:
-        """Enough rounds for ``cell``: at least the minimum, and (with a
-        precision asked for) its interval as narrow as asked."""
+        """Enough rounds for ``cell``. With a precision asked for: at least
+        the minimum number of rounds *kept* (rounds left out by the
+        consistency check do not count), not flagged, and its interval as
+        narrow as asked. Without: exactly the minimum number of rounds."""
         result = self.result(cell)
-        if result.rounds < self.plan.rounds:
-            return False
         if self.plan.precision is None:
-            return True
+            return result.rounds >= self.plan.rounds
+        if len(result._kept()) < self.plan.rounds or result.flagged:
+            return False
         return bool(result.precision_reached)
 
     # ---------------------------------------------------------------- results
