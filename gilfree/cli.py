@@ -333,8 +333,8 @@ def _repeats(p: argparse.ArgumentParser) -> None:
         "--timeout",
         type=parse_timeout,
         metavar="SECONDS",
-        help="give up on a cell (or a serial baseline) that runs longer than this: its "
-        "workers are stopped, it is reported as timed out, and the rest still run",
+        help="give up on a cell whose run (or serial baseline run) takes longer than this: "
+        "its workers are stopped, it is reported as timed out, and the rest still run",
     )
     p.add_argument(
         "--json",
@@ -774,7 +774,8 @@ def _check_together(parser: argparse.ArgumentParser, args: argparse.Namespace) -
         )
     n = getattr(args, "n", None)
     if n is not None and getattr(args, "scaling", "strong") == "weak":
-        counts = args.workers if isinstance(args.workers, list) else [args.workers]
+        workers = getattr(args, "workers", 2)  # demo runs 2 workers
+        counts = workers if isinstance(workers, list) else [workers]
         if n * max(counts) > MAX_N:
             parser.error(
                 f"weak scaling: {max(counts)} workers x n={n} = {n * max(counts)} iterations, "

@@ -696,14 +696,13 @@ class _Track:
     ) -> None:
         self.kernel, self.backend, self.chunks, self.options = kernel, backend, chunks, options
         self.role = role
-        self.timeout = timeout
+        self.timeout = timeout  # for each run
         self.status: Status = "ok"
         self.reason = ""
         self.error: BaseException | None = None
         self.warm: list[RunTiming] = []
         self.gil: GILReading | None = None
         self.setup_s = 0.0
-        self.spent = 0.0  # seconds of runs so far: a timeout covers them all
         self.done = False  # no more rounds needed
         # Per round, in the group's round numbering: the run, or None.
         self.rounds: dict[int, RunTiming] = {}
@@ -716,25 +715,18 @@ class _Track:
         self.status, self.reason, self.error = status, reason, error
 
     def run(self, metered: bool = False) -> RunTiming:
-        """One run, within what is left of the timeout; raises what the backend raises."""
-        deadline = None
-        if self.timeout is not None:
-            left = self.timeout - self.spent
-            if left <= 0:
-                raise RunTimeout("overran its deadline (no time left for another run)")
-            deadline = time.monotonic() + left
-        t0 = time.monotonic()
-        try:
-            if metered:
-                timing = self.backend.metered_run(
-                    self.kernel, self.chunks, deadline=deadline, **self.options
-                )
-            else:
-                timing = self.backend.run(
-                    self.kernel, self.chunks, deadline=deadline, **self.options
-                )
-        finally:
-            self.spent += time.monotonic() - t0
+        """One run, stopped past the timeout; raises what the backend raises.
+
+        The timeout bounds each run, not the cell: how many rounds a cell
+        gets is the time budget's business, and a timeout is there to stop a
+        run that hangs or runs away."""
+        deadline = None if self.timeout is None else time.monotonic() + self.timeout
+        if metered:
+            timing = self.backend.metered_run(
+                self.kernel, self.chunks, deadline=deadline, **self.options
+            )
+        else:
+            timing = self.backend.run(self.kernel, self.chunks, deadline=deadline, **self.options)
         if timing.iterations != sum(self.chunks):  # every kernel reports what it did
             raise RuntimeError(
                 f"{self.kernel.name} on {self.backend.name} performed {timing.iterations} "
@@ -1109,9 +1101,9 @@ def sweep(
     ``scheduler`` (an address or a ``distributed.Client``) to dask.
 
     Failures: a cell whose worker raises or dies comes back with
-    ``status="failed"``, and one that runs longer than ``timeout`` seconds (all
-    its runs together) with ``status="timeout"``, its workers stopped; the
-    sweep goes on with the other cells. With ``errors="raise"`` the first such
+    ``status="failed"``, and one with a run longer than ``timeout`` seconds
+    with ``status="timeout"``, its workers stopped; the sweep goes on with the
+    other cells. With ``errors="raise"`` the first such
     failure raises instead (:class:`~gilfree.backends.WorkerError`,
     :class:`~gilfree.backends.RunTimeout`). A serial baseline that fails fails
     every cell that needs it. ``on_result``, if given, is called with each
@@ -1162,9 +1154,8 @@ def run(
     of the same kernel and total work, round by round, measured in the same
     call (see :func:`sweep` for the rounds, ``precision`` and ``max_time``). A
     worker that raises or dies raises :class:`~gilfree.backends.WorkerError`;
-    past ``timeout`` seconds (the cell's runs together, and the serial
-    baseline's apart), the workers are stopped and
-    :class:`~gilfree.backends.RunTimeout` is raised.
+    a run (parallel or serial) past ``timeout`` seconds has its workers
+    stopped and raises :class:`~gilfree.backends.RunTimeout`.
 
     >>> from gilfree import run
     >>> r = run("cython-nogil", "threads", workers=2, n=10**7, repeats=3)

@@ -102,7 +102,7 @@ def test_an_existing_client_is_left_running(client) -> None:  # type: ignore[no-
 
 def test_a_local_cluster_is_started_and_shut_down_per_cell() -> None:
     before = len(live_children())
-    r = run("python", "dask", workers=2, n=200_000, repeats=2)
+    r = run("python", "dask", workers=2, n=200_000, repeats=2, precision=None)
     assert r.ok
     assert len(r.runs) == 2 and all(t.iterations == 200_000 for t in r.runs)
     assert r.setup_median_s >= 0
