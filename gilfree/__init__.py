@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from gilfree._registry import UnknownNameError
+from gilfree._version import __version__
 
 # kernels is the first to touch the compiled module: it turns its absence into
 # a clear ImportError.
@@ -30,7 +31,6 @@ if TYPE_CHECKING:
     from gilfree.checker import CheckReport, check, check_call
     from gilfree.measure import Result, run, sweep
 
-__version__ = "0.1.0"
 
 __all__ = [
     "BACKENDS",

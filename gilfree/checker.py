@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from gilfree.backends import Backend
+from gilfree.backends import DEFAULT_BACKENDS, Backend
 from gilfree.kernels import Kernel, check_count
 from gilfree.measure import MAX_WORKERS, ProgressHook, Result, ResultHook, sweep
 from gilfree.plan import DEFAULT_MAX_TIME, DEFAULT_PRECISION, DEFAULT_ROUNDS
@@ -45,7 +45,6 @@ __all__ = [
     "resolve",
 ]
 
-DEFAULT_BACKENDS = ("threads", "processes", "interpreters")
 #: Below this serial time per call, start-up noise and the harness itself
 #: weigh on the figures: the report says so.
 SHORT_CALL_S = 0.005
@@ -163,10 +162,9 @@ class CheckReport:
 
     @property
     def verdict(self) -> str:
-        """One line a person can act on, e.g. ``threads help: 1.90x at 2
-        workers, GIL contention 2%`` or ``GIL-bound: threads 1.00x (GIL
-        contention 93%); processes give 1.90x; or release the GIL in the hot
-        loop``."""
+        """One line a person can act on, such as ``threads help: 1.90x ...``
+        or ``GIL-bound: threads 1.00x ...; processes give 1.90x``; the rules
+        are those of :func:`gilfree.report.verdict`."""
         from gilfree.report import verdict
 
         return verdict(self.results, self.function)

@@ -140,7 +140,7 @@ def parse_json_path(text: str) -> str:
 def parse_plot_path(text: str) -> str:
     """A writable ``.png`` or ``.svg`` path, with matplotlib importable: all
     checked before the sweep starts, not after it."""
-    from gilfree.report import PlotUnavailableError, plot_format, require_matplotlib
+    from gilfree.plot import PlotUnavailableError, plot_format, require_matplotlib
 
     try:
         plot_format(text)
@@ -356,7 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Examples: gilfree demo | gilfree run -k python -b threads -w 2 -n 10**8 | "
         "gilfree sweep -k all -b threads,processes --workers 1,2 | gilfree info",
     )
-    from gilfree import __version__
+    from gilfree._version import __version__
 
     parser.add_argument("--version", action="version", version=f"gilfree {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -519,9 +519,9 @@ class _Recorder:
 
     def _log(self) -> Any:
         if self.log is None and self.path:
-            from gilfree import report
+            from gilfree.results import JsonLog
 
-            self.log = report.JsonLog(self.path, command=self.argv, context=context().__dict__)
+            self.log = JsonLog(self.path, command=self.argv, context=context().__dict__)
         return self.log
 
     def add(self, result: Result) -> None:
@@ -676,10 +676,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     _report(args, results, f"sweep: workers {','.join(map(str, args.workers))}")
     status = _failed(results)
     if args.plot:
-        from gilfree import report
+        from gilfree.plot import plot
 
         if any(r.ok for r in results):
-            report.plot(results, args.plot)
+            plot(results, args.plot)
             print(f"plot written to {args.plot}", file=sys.stderr)
         else:
             print("gilfree: no cell ran, so there is nothing to plot", file=sys.stderr)
@@ -727,8 +727,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_info(args: argparse.Namespace) -> int:
     import multiprocessing
 
-    from gilfree import report
     from gilfree.buildinfo import describe, gil_status
+    from gilfree.results import write_json
 
     c = context()
     status = gil_status()
@@ -745,7 +745,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         "start_methods": multiprocessing.get_all_start_methods(),
     }
     if args.json:
-        report.write_json(data, args.json)
+        write_json(data, args.json)
         if args.json == "-":
             return 0
     lines = [

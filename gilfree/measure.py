@@ -27,17 +27,11 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
-import datetime
 import functools
-import math
 import os
-import platform
 import statistics
-import sys
-import sysconfig
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterable
 from typing import Any, Literal
 
 from gilfree.backends import (
@@ -59,6 +53,16 @@ from gilfree.plan import (
     Plan,
     Scaling,
 )
+from gilfree.results import (
+    CapacityRound,
+    Context,
+    HostLoad,
+    Result,
+    Status,
+    consistent,
+    context,
+    median_ci,
+)
 
 __all__ = [
     "MAX_WORKERS",
@@ -69,30 +73,17 @@ __all__ = [
     "Result",
     "calibrate",
     "chunks_for",
+    "consistent",
     "context",
     "measure",
+    "median_ci",
     "run",
     "sweep",
     "time_call",
 ]
 
-Status = Literal["ok", "unsupported", "failed", "timeout"]
 #: What a sweep does when a cell fails: record it and go on, or raise.
 OnError = Literal["record", "raise"]
-SPREAD_WARNING = 0.10  # pyperf's rule: warn when stdev exceeds 10% of the mean
-#: A round may read a speedup up to this much above what its busy CPUs allow
-#: (unequal CPUs: a serial run on the slower of two reads up to ~1.2x over).
-CONSISTENCY_SLACK = 0.15
-#: The consistency check needs a serial run that keeps a CPU busy; below
-#: this many busy CPUs (sleeping, waiting on I/O) there is nothing to check.
-CPU_BOUND_ABOVE = 0.5
-#: The fewest rounds kept before an interval may count as precise.
-MIN_ROUNDS_FOR_CI = 3
-#: A cell with more than this share of its rounds left out is flagged: the
-#: host changed speed in most rounds, and the rounds kept are a biased few.
-FLAG_EXCLUDED = 1 / 2
-#: Other processes using this many CPUs on average during a cell: a busy host.
-BUSY_HOST_CPUS = 0.3
 #: The kernel and backend that measure the host's parallel capacity: no GIL,
 #: no shared state, nothing but N independent CPUs can make them faster.
 CAPACITY_KERNEL = "cython-nogil"
@@ -142,164 +133,6 @@ def chunks_for(n: int, workers: int, scaling: Scaling) -> list[int]:
     return [base + 1] * extra + [base] * (workers - extra)
 
 
-@dataclass(frozen=True)
-class Context:
-    """Where and how a result was measured."""
-
-    python: str
-    implementation: str
-    free_threaded_build: bool
-    gil_enabled: bool
-    switch_interval_s: float
-    cpu_count: int | None
-    cpu_affinity: tuple[int, ...] | None
-    machine: str
-    processor: str
-    platform: str
-    gilfree: str
-    timestamp: str
-
-    @property
-    def cpus_available(self) -> int:
-        """CPUs this process may run on (its affinity), else the CPU count."""
-        return len(self.cpu_affinity) if self.cpu_affinity else (self.cpu_count or 1)
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def context() -> Context:
-    """The :class:`Context` of this process, now."""
-    from gilfree import __version__
-
-    is_gil_enabled = getattr(sys, "_is_gil_enabled", None)
-    affinity = tuple(sorted(os.sched_getaffinity(0))) if hasattr(os, "sched_getaffinity") else None
-    return Context(
-        python=platform.python_version(),
-        implementation=platform.python_implementation(),
-        free_threaded_build=bool(sysconfig.get_config_var("Py_GIL_DISABLED")),
-        gil_enabled=True if is_gil_enabled is None else bool(is_gil_enabled()),
-        switch_interval_s=sys.getswitchinterval(),
-        cpu_count=os.cpu_count(),
-        cpu_affinity=affinity,
-        machine=platform.machine(),
-        processor=_cpu_model(),
-        platform=platform.platform(),
-        gilfree=__version__,
-        timestamp=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    )
-
-
-def _rel_stdev(values: Sequence[float]) -> float:
-    if len(values) < 2:
-        return 0.0
-    mean = statistics.fmean(values)
-    return statistics.stdev(values) / mean if mean > 0 else 0.0
-
-
-def median_ci(
-    values: Sequence[float], confidence: float = 0.95, resamples: int = 2000
-) -> tuple[float, float]:
-    """Bootstrap percentile interval of the median of ``values``.
-
-    Reproducible (a fixed seed: the same data gives the same interval); NaN
-    for no values, the value itself for one.
-    """
-    import numpy as np
-
-    if not values:
-        return (float("nan"), float("nan"))
-    if len(values) == 1:
-        return (float(values[0]), float(values[0]))
-    rng = np.random.default_rng(0)
-    data = np.asarray(values, dtype=float)
-    medians = np.median(rng.choice(data, (resamples, data.size)), axis=1)
-    tail = (1 - confidence) / 2 * 100
-    low, high = np.percentile(medians, [tail, 100 - tail])
-    return (float(low), float(high))
-
-
-def _busy(cpu_s: float, span_s: float) -> float:
-    return cpu_s / span_s if span_s > 0 else float("nan")
-
-
-def consistent(
-    ratio: float, serial_s: float, serial_cpu_s: float, parallel_s: float, parallel_cpu_s: float
-) -> bool:
-    """Whether one round's speedup ``ratio`` is possible given its busy CPUs.
-
-    The serial run keeps ``serial_cpu_s / serial_s`` CPUs busy (about 1), the
-    parallel run ``parallel_cpu_s / parallel_s``; doing the same work at the
-    same speed per CPU, the parallel run cannot be faster by more than the
-    ratio of the two (plus :data:`CONSISTENCY_SLACK` for unequal CPUs). A
-    larger ratio means the host ran at different speeds during the two runs.
-    Work that keeps no CPU busy (sleeping, I/O) cannot be checked this way
-    and passes.
-    """
-    busy_serial = _busy(serial_cpu_s, serial_s)
-    busy_parallel = _busy(parallel_cpu_s, parallel_s)
-    if not busy_serial >= CPU_BOUND_ABOVE or math.isnan(busy_parallel) or math.isnan(ratio):
-        return True
-    return ratio <= busy_parallel / busy_serial * (1 + CONSISTENCY_SLACK)
-
-
-@dataclass(frozen=True)
-class CapacityRound:
-    """The host's parallel capacity in one round: the ``cython-nogil`` kernel
-    doing the same work in one thread (``serial_*``) and split over
-    ``workers`` processes (``parallel_*``), back to back."""
-
-    workers: int
-    serial_s: float
-    serial_cpu_s: float
-    parallel_s: float
-    parallel_cpu_s: float
-
-    @property
-    def speedup(self) -> float:
-        return self.serial_s / self.parallel_s if self.parallel_s > 0 else float("nan")
-
-    @property
-    def consistent(self) -> bool:
-        return consistent(
-            self.speedup, self.serial_s, self.serial_cpu_s, self.parallel_s, self.parallel_cpu_s
-        )
-
-
-@dataclass(frozen=True)
-class HostLoad:
-    """How busy the host was around a cell.
-
-    ``load_before`` / ``load_after``: the 1-minute load average just before
-    the cell's first run and just after its last (it counts gilfree's own
-    workers too). ``others_cpus``: CPUs used on average by every process but
-    this one and its finished children while the cell was measured;
-    ``steal_cpus``: CPU time the hypervisor gave to other guests (Linux, from
-    ``/proc/stat``; None elsewhere).
-    """
-
-    load_before: float | None
-    load_after: float | None
-    others_cpus: float | None
-    steal_cpus: float | None
-    seconds: float
-
-    @property
-    def busy(self) -> bool:
-        """Other processes, or other guests, took a noticeable share of the CPUs."""
-        return any(
-            v is not None and v >= BUSY_HOST_CPUS for v in (self.others_cpus, self.steal_cpus)
-        )
-
-
 class _HostClock:
     """Start of a :class:`HostLoad` reading."""
 
@@ -344,323 +177,6 @@ def _proc_stat() -> tuple[float, float] | None:
 def _own_cpu() -> float:
     t = os.times()
     return t.user + t.system + t.children_user + t.children_system
-
-
-@dataclass(frozen=True)
-class Result:
-    """One measured cell: raw timings, their context, and derived figures.
-
-    ``runs`` are the timed parallel runs, one per round (warm-ups are kept
-    apart in ``warmups``); ``baseline_s`` and ``baseline_cpu_s`` are the span
-    and CPU time of the serial run of the same kernel doing the same total
-    work in one thread, measured back to back with ``runs[i]`` in the same
-    round (``serial_first[i]`` says which went first). ``capacity[i]`` is
-    the host's capacity pair of that round. Every round is kept, including
-    those the consistency check leaves out of the figures.
-
-    ``status`` is ``"ok"``, ``"unsupported"`` (it cannot run here),
-    ``"failed"`` (a worker raised or died) or ``"timeout"`` (it overran the
-    plan's ``timeout``); for all but ``"ok"``, ``reason`` says why and there
-    are no runs. ``gil`` is the GIL contention read during one untimed run on
-    backends whose workers share or own a GIL (threads, interpreters); None
-    elsewhere. ``stopped`` says why no more rounds were added.
-    """
-
-    kernel: str
-    backend: str
-    workers: int
-    n: int
-    scaling: Scaling
-    start_method: str | None
-    status: Status
-    reason: str
-    runs: tuple[RunTiming, ...]
-    warmups: tuple[RunTiming, ...]
-    baseline_s: tuple[float, ...]
-    context: Context = field(repr=False)
-    gil: GILReading | None = None
-    #: Seconds to set up the cell's shared resources once, before its first run
-    #: (a Dask cluster started for the cell); about 0 for other backends.
-    cell_setup_s: float = 0.0
-    baseline_cpu_s: tuple[float, ...] = ()
-    serial_first: tuple[bool, ...] = ()
-    capacity: tuple[CapacityRound | None, ...] = ()
-    #: The precision asked for (None: a fixed number of rounds).
-    precision: float | None = None
-    #: Why rounds stopped: "precision reached", "fixed rounds", "time budget",
-    #: "round limit", "interrupted".
-    stopped: str = ""
-    host: HostLoad | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
-
-    @property
-    def failed(self) -> bool:
-        """A worker raised or died, or the cell timed out (not merely unsupported)."""
-        return self.status in ("failed", "timeout")
-
-    # ------------------------------------------------------------- raw rounds
-
-    @property
-    def rounds(self) -> int:
-        """Rounds measured (each: one serial and one parallel run)."""
-        return len(self.runs)
-
-    @property
-    def round_speedups(self) -> list[float]:
-        """Serial span / parallel span, per round (every round)."""
-        return [
-            b / r.span_s if r.span_s > 0 else float("nan")
-            for b, r in zip(self.baseline_s, self.runs, strict=False)
-        ]
-
-    @property
-    def round_consistent(self) -> list[bool]:
-        """Per round: whether its speedup is possible given its busy CPUs
-        (see :func:`consistent`). Rounds without CPU readings pass."""
-        flags = []
-        for i, ratio in enumerate(self.round_speedups):
-            if i >= len(self.baseline_cpu_s):
-                flags.append(True)
-                continue
-            run = self.runs[i]
-            flags.append(
-                consistent(ratio, self.baseline_s[i], self.baseline_cpu_s[i], run.span_s, run.cpu_s)
-            )
-        return flags
-
-    @property
-    def excluded_rounds(self) -> int:
-        """Rounds left out of the figures: faster than their busy CPUs allow."""
-        return sum(not ok for ok in self.round_consistent)
-
-    def _kept(self) -> list[float]:
-        return [
-            s
-            for s, ok in zip(self.round_speedups, self.round_consistent, strict=True)
-            if ok and not math.isnan(s)
-        ]
-
-    @property
-    def flagged(self) -> bool:
-        """More than half the rounds were left out, or none was kept: the
-        host changed speed too often for the figures to be trusted."""
-        if not self.runs:
-            return False
-        return not self._kept() or self.excluded_rounds > FLAG_EXCLUDED * self.rounds
-
-    # ---------------------------------------------------------------- figures
-
-    @property
-    def spans(self) -> list[float]:
-        return [r.span_s for r in self.runs]
-
-    @property
-    def median_s(self) -> float:
-        """Median work span (first start to last end), seconds."""
-        return statistics.median(self.spans) if self.runs else float("nan")
-
-    @property
-    def spread(self) -> float:
-        """Relative standard deviation of the spans."""
-        return _rel_stdev(self.spans)
-
-    @property
-    def setup_median_s(self) -> float:
-        """Median time to create the workers and get them to the start line."""
-        return statistics.median(r.setup_s for r in self.runs) if self.runs else float("nan")
-
-    @property
-    def total_median_s(self) -> float:
-        """Median of the classic article's figure: start-up plus work."""
-        return statistics.median(r.total_s for r in self.runs) if self.runs else float("nan")
-
-    @property
-    def cpu_median_s(self) -> float:
-        """Median CPU seconds of all workers together."""
-        return statistics.median(r.cpu_s for r in self.runs) if self.runs else float("nan")
-
-    @property
-    def busy_cpus(self) -> float:
-        """CPU time / span: how many CPUs were busy on average. N workers that
-        run in parallel read N; threads taking turns on the GIL read 1."""
-        if not self.runs or self.median_s <= 0:
-            return float("nan")
-        return self.cpu_median_s / self.median_s
-
-    @property
-    def contention(self) -> float | None:
-        """GIL contention of the metered run (0-1); None where there is no GIL
-        or the backend is not metered, NaN where the run was too short to
-        take a sample."""
-        return None if self.gil is None else self.gil.contention
-
-    @property
-    def baseline_median_s(self) -> float:
-        return statistics.median(self.baseline_s) if self.baseline_s else float("nan")
-
-    @property
-    def speedup(self) -> float:
-        """Median of the per-round speedups, over the rounds kept (the serial
-        time for the same work / this cell's span, each pair back to back)."""
-        kept = self._kept()
-        return statistics.median(kept) if kept else float("nan")
-
-    @property
-    def efficiency(self) -> float:
-        """Speedup / workers (1.0 is perfect scaling)."""
-        return self.speedup / self.workers
-
-    def speedup_ci(self, confidence: float = 0.95, resamples: int = 2000) -> tuple[float, float]:
-        """Bootstrap confidence interval of :attr:`speedup`, over rounds."""
-        return median_ci(self._kept(), confidence, resamples)
-
-    @property
-    def half_width(self) -> float:
-        """Half the 95% interval, as a share of the speedup (0.05: +-5%)."""
-        low, high = self.speedup_ci()
-        return (high - low) / 2 / self.speedup if self.speedup > 0 else float("nan")
-
-    @property
-    def precision_reached(self) -> bool | None:
-        """Whether the interval is as narrow as asked (None: none was asked).
-        Never with fewer than :data:`MIN_ROUNDS_FOR_CI` rounds kept: an
-        interval from one or two rounds says nothing."""
-        if self.precision is None:
-            return None
-        if len(self._kept()) < MIN_ROUNDS_FOR_CI:
-            return False
-        return bool(self.half_width <= self.precision)
-
-    def _capacity_kept(self) -> list[float]:
-        return [c.speedup for c in self.capacity if c is not None and c.consistent]
-
-    @property
-    def capacity_speedup(self) -> float:
-        """Median speedup of the host's capacity pairs: what ``workers``
-        independent processes got here, in the same rounds (NaN if not measured)."""
-        kept = self._capacity_kept()
-        return statistics.median(kept) if kept else float("nan")
-
-    def capacity_ci(self) -> tuple[float, float]:
-        return median_ci(self._capacity_kept())
-
-    def _paired(self) -> tuple[list[float], list[float]]:
-        """Speedup and capacity of the rounds where both were kept."""
-        speedups, capacities = [], []
-        for i, (s, ok) in enumerate(zip(self.round_speedups, self.round_consistent, strict=True)):
-            c = self.capacity[i] if i < len(self.capacity) else None
-            if ok and c is not None and c.consistent and c.speedup > 0 and not math.isnan(s):
-                speedups.append(s)
-                capacities.append(c.speedup)
-        return speedups, capacities
-
-    @property
-    def share(self) -> float:
-        """This cell's speedup as a share of the host's capacity measured in
-        the same rounds (1.0: as fast as independent processes got): the mean
-        speedup over the mean capacity, both over the rounds where both were
-        kept.
-
-        Means, not medians: on a host whose CPUs are now and then slow, run
-        by run, both sides are mixtures of a fast and a slow mode, and the
-        median of a mixture jumps between its modes with the luck of the
-        draw, while the mean moves smoothly.
-        """
-        speedups, capacities = self._paired()
-        if not speedups:
-            return float("nan")
-        return statistics.fmean(speedups) / statistics.fmean(capacities)
-
-    def share_ci(self, confidence: float = 0.95, resamples: int = 2000) -> tuple[float, float]:
-        """Bootstrap interval of :attr:`share`, resampling whole rounds, so a
-        round's speedup and capacity stay together."""
-        import numpy as np
-
-        speedups, capacities = self._paired()
-        if len(speedups) < 2:
-            value = self.share
-            return (value, value)
-        rng = np.random.default_rng(0)
-        pick = rng.integers(0, len(speedups), (resamples, len(speedups)))
-        s, c = np.asarray(speedups)[pick], np.asarray(capacities)[pick]
-        shares = s.mean(axis=1) / c.mean(axis=1)
-        tail = (1 - confidence) / 2 * 100
-        low, high = np.percentile(shares, [tail, 100 - tail])
-        return (float(low), float(high))
-
-    @property
-    def warnings(self) -> list[str]:
-        """Sentences saying why the figures deserve less trust."""
-        if not self.runs:
-            return []
-        notes = []
-        where = f"{self.kernel} on {self.backend} x{self.workers}"
-        if self.flagged:
-            notes.append(
-                f"{where}: {self.excluded_rounds} of {self.rounds} rounds were faster than "
-                "their busy CPUs allow (the host changed speed between the serial and the "
-                "parallel run) and were left out; run it on a quieter machine"
-            )
-        if self.precision_reached is False:
-            notes.append(
-                f"{where}: speedup known to +-{self.half_width:.0%} after {self.rounds} rounds "
-                f"(asked: +-{self.precision:.0%}; stopped: {self.stopped}); give it more time "
-                "(--max-time) or a quieter machine"
-            )
-        if self.host is not None and self.host.busy:
-            notes.append(f"{where}: the host was busy: {_host_words(self.host)}")
-        return notes
-
-    @property
-    def warning(self) -> str | None:
-        """The first of :attr:`warnings`, or None."""
-        notes = self.warnings
-        return notes[0] if notes else None
-
-    def to_dict(self) -> dict[str, Any]:
-        """Everything: raw timings, metadata and derived figures (JSON-ready)."""
-        data = asdict(self)
-        low, high = self.speedup_ci()
-        cap_low, cap_high = self.capacity_ci()
-        share_low, share_high = self.share_ci()
-        data["derived"] = {
-            "median_s": self.median_s,
-            "spread": self.spread,
-            "setup_median_s": self.setup_median_s,
-            "total_median_s": self.total_median_s,
-            "cpu_median_s": self.cpu_median_s,
-            "busy_cpus": self.busy_cpus,
-            "baseline_median_s": self.baseline_median_s,
-            "round_speedups": self.round_speedups,
-            "round_consistent": self.round_consistent,
-            "excluded_rounds": self.excluded_rounds,
-            "flagged": self.flagged,
-            "speedup": self.speedup,
-            "speedup_ci95": [low, high],
-            "precision_reached": self.precision_reached,
-            "efficiency": self.efficiency,
-            "capacity_speedup": self.capacity_speedup,
-            "capacity_ci95": [cap_low, cap_high],
-            "share": self.share,
-            "share_ci95": [share_low, share_high],
-            "contention": self.contention,
-            "warnings": self.warnings,
-        }
-        return data
-
-
-def _host_words(host: HostLoad) -> str:
-    parts = []
-    if host.others_cpus is not None:
-        parts.append(f"other processes used {host.others_cpus:.2f} CPUs")
-    if host.steal_cpus:
-        parts.append(f"other guests took {host.steal_cpus:.2f} CPUs (steal)")
-    if host.load_before is not None and host.load_after is not None:
-        parts.append(f"load average {host.load_before:.2f} -> {host.load_after:.2f}")
-    return ", ".join(parts)
 
 
 # -------------------------------------------------------------------- the engine

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from gilfree.backends import Backend, get_backend, resolve_start_method
+from gilfree.backends.dask import check_scheduler
 from gilfree.kernels import MAX_N, Kernel, check_count, get_kernel
 
 __all__ = [
@@ -177,13 +178,20 @@ class Plan:
         limit = check_seconds(timeout, "timeout", allow_none=True)
         if not isinstance(capacity, bool):
             raise TypeError(f"capacity must be True or False, not {type(capacity).__name__}")
-        is_client = callable(getattr(scheduler, "submit", None))
-        if scheduler is not None and not isinstance(scheduler, str) and not is_client:
-            raise TypeError(
-                "scheduler must be an address such as 'tcp://host:8786' or a "
-                f"distributed.Client, not {type(scheduler).__name__}"
-            )
+        check_scheduler(scheduler)
         method = resolve_start_method(start_method)
+        # Options live on backend instances: one configured per plan where an
+        # option applies (a backend passed in configured keeps its own
+        # unless the plan names one).
+        backend_list = [
+            b.configured(
+                start_method=start_method
+                if start_method is not None
+                else b.defaults.get("start_method", method),
+                scheduler=scheduler,
+            )
+            for b in backend_list
+        ]
         if size is not None and scaling == "weak" and size * max(counts) > MAX_N:
             raise OverflowError(
                 f"weak scaling: {max(counts)} workers x n={size} = {size * max(counts)} "
@@ -208,10 +216,5 @@ class Plan:
         )
 
     def options_for(self, backend: Backend) -> dict[str, Any]:
-        """The run options ``backend`` takes from this plan."""
-        options: dict[str, Any] = {}
-        if "start_method" in backend.options:
-            options["start_method"] = self.start_method
-        if self.scheduler is not None and "scheduler" in backend.options:
-            options["scheduler"] = self.scheduler
-        return options
+        """The options ``backend`` runs with in this plan (its own)."""
+        return dict(backend.defaults)

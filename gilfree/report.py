@@ -1,18 +1,20 @@
-"""Reports: a terminal table, one verdict line per kernel, and JSON."""
+"""Reports: a terminal table and one verdict line per kernel.
+
+The JSON forms live in :mod:`gilfree.results` and the plot in
+:mod:`gilfree.plot`; their functions are importable from here too, where
+gilfree 0.1 documented them (``gilfree.report.read_json``).
+"""
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import sys
 from collections.abc import Sequence
-from typing import Any
 
 from rich.table import Table
 
-from gilfree.measure import Result
 from gilfree.meter import FREE_BELOW
+from gilfree.plot import PLOT_FORMATS, PlotUnavailableError, plot
+from gilfree.results import JsonLog, Result, read_json, to_json, write_json
 
 __all__ = [
     "PLOT_FORMATS",
@@ -275,190 +277,3 @@ def classic_summary(results: Sequence[Result]) -> list[str]:
             f"-> {_x(c.speedup)}"
         )
     return lines
-
-
-def to_json(results: Sequence[Result], **meta: Any) -> dict[str, Any]:
-    """Every raw timing and the metadata, as one JSON-ready dict."""
-    from gilfree import __version__
-
-    return {
-        "gilfree": __version__,
-        **meta,
-        "results": [r.to_dict() for r in results],
-    }
-
-
-class JsonLog:
-    """A measurement written as JSON Lines while it runs, so that nothing
-    measured is lost when a later cell, Ctrl-C or a crash stops it.
-
-    The first line is ``{"record": "start", ...}`` (the command and context),
-    then one ``{"record": "cell", ...}`` per cell as it completes
-    (:meth:`Result.to_dict`), then ``{"record": "end", "status": ...}`` with
-    ``"complete"``, ``"failed"`` (some cells failed or timed out) or
-    ``"interrupted"``. A file without an end line was cut off (the process
-    was killed). :func:`read_json` reads it back.
-    """
-
-    def __init__(self, path: str, **meta: Any) -> None:
-        from gilfree import __version__
-
-        self.path = path
-        self.cells = 0
-        self._file = sys.stdout if path == "-" else open(path, "w", encoding="utf-8")  # noqa: SIM115
-        self._write({"record": "start", "gilfree": __version__, **meta})
-
-    def _write(self, record: dict[str, Any]) -> None:
-        self._file.write(json.dumps(_clean(record), allow_nan=False) + "\n")
-        self._file.flush()
-
-    def cell(self, result: Result) -> None:
-        """Append one measured cell."""
-        self.cells += 1
-        self._write({"record": "cell", **result.to_dict()})
-
-    def end(self, status: str, **meta: Any) -> None:
-        """Write the end line and close the file (standard output stays open)."""
-        self._write({"record": "end", "status": status, "cells": self.cells, **meta})
-        if self._file is not sys.stdout:
-            self._file.close()
-
-
-def read_json(path: str) -> dict[str, Any]:
-    """A :class:`JsonLog` file as ``{"start": ..., "results": [...], "end": ...}``;
-    ``end`` is None when the run was cut off before it could write one, and
-    ``status`` is the end line's status, or ``"cut off"``."""
-    start: dict[str, Any] | None = None
-    end: dict[str, Any] | None = None
-    cells: list[dict[str, Any]] = []
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-                kind = record.pop("record")
-            except (ValueError, KeyError, AttributeError):
-                if end is None and not line.endswith("\n"):
-                    break  # a last line cut off mid-write
-                raise ValueError(f"{path}:{number}: not a gilfree JSON Lines record") from None
-            if kind == "start":
-                start = record
-            elif kind == "cell":
-                cells.append(record)
-            elif kind == "end":
-                end = record
-    if start is None:
-        raise ValueError(f"{path}: no start record; is it a gilfree --json file?")
-    return {
-        "start": start,
-        "results": cells,
-        "end": end,
-        "status": end["status"] if end else "cut off",
-    }
-
-
-def write_json(data: dict[str, Any], path: str) -> None:
-    """Write ``data`` to ``path`` (``-``: standard output)."""
-    text = json.dumps(_clean(data), indent=2, allow_nan=False)
-    if path == "-":
-        sys.stdout.write(text + "\n")
-        return
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(text + "\n")
-
-
-def _clean(value: Any) -> Any:
-    """NaN (no measurement) becomes null: JSON has no NaN."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    return value
-
-
-#: File endings :func:`plot` writes, and the format each one means.
-PLOT_FORMATS = {".png": "png", ".svg": "svg"}
-
-
-class PlotUnavailableError(ImportError):
-    """matplotlib is missing; the message names the extra that installs it."""
-
-
-def plot_format(path: str) -> str:
-    """``png`` or ``svg`` from the path's ending; ValueError for anything else."""
-    ending = os.path.splitext(path)[1].lower()
-    if ending not in PLOT_FORMATS:
-        raise ValueError(
-            f"cannot plot to {path!r}: the file must end in .png or .svg, e.g. speedup.png"
-        )
-    return PLOT_FORMATS[ending]
-
-
-def require_matplotlib() -> None:
-    """Raise :class:`PlotUnavailableError` unless matplotlib can be imported."""
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        raise PlotUnavailableError(
-            'plots need matplotlib, an optional extra: pip install "gilfree[plot]"'
-        ) from None
-
-
-def plot(results: Sequence[Result], path: str) -> Any:
-    """Speedup against workers, one line per kernel x backend, written to
-    ``path`` (PNG or SVG, by its ending). Returns the matplotlib Figure.
-
-    The dashed diagonal is ideal scaling; the dotted vertical line marks the
-    CPUs available. Error bars are the 95% bootstrap intervals. Drawn on a
-    bare :class:`matplotlib.figure.Figure`, so the caller's pyplot state and
-    backend are left alone.
-    """
-    fmt = plot_format(path)
-    require_matplotlib()
-    from matplotlib.figure import Figure
-
-    cells = [r for r in results if r.ok]
-    if not cells:
-        raise ValueError("nothing to plot: no cell of these results ran")
-    c = cells[0].context
-    cpus = c.cpus_available
-    fig = Figure(figsize=(8, 5), layout="constrained")
-    ax = fig.subplots()
-    lines: dict[tuple[str, str], list[Result]] = {}
-    for r in cells:
-        lines.setdefault((r.kernel, r.backend), []).append(r)
-    # Colour says the kernel, line style and marker the backend: a sweep of 4
-    # kernels x 3 backends would run past the 10 colours of one cycle.
-    kernels = list(dict.fromkeys(k for k, _ in lines))
-    backends = list(dict.fromkeys(b for _, b in lines))
-    for (kernel, backend), line in lines.items():
-        b = backends.index(backend)
-        style: dict[str, Any] = {
-            "color": f"C{kernels.index(kernel) % 10}",
-            "linestyle": ["-", "--", ":", "-."][b % 4],
-            "marker": "osD^v"[b % 5],
-        }
-        line.sort(key=lambda r: r.workers)
-        x = [r.workers for r in line]
-        y = [r.speedup for r in line]
-        ci = [r.speedup_ci() for r in line]
-        err = [
-            [max(0.0, s - lo) for s, (lo, _) in zip(y, ci, strict=True)],
-            [max(0.0, hi - s) for s, (_, hi) in zip(y, ci, strict=True)],
-        ]
-        ax.errorbar(x, y, yerr=err, capsize=3, label=f"{kernel} on {backend}", **style)
-    top = max(r.workers for r in cells)
-    ax.plot([1, top], [1, top], "k--", linewidth=1, label="ideal (speedup = workers)")
-    ax.axvline(cpus, color="grey", linestyle=":", label=f"{cpus} CPUs available")
-    ax.set_xticks(sorted({r.workers for r in cells} | {cpus}))
-    ax.set_xlabel("workers")
-    ax.set_ylabel("speedup vs one thread doing the same work")
-    gil = "GIL enabled" if c.gil_enabled else "GIL disabled"
-    fig.suptitle(f"gilfree: {c.processor}, {cpus} CPUs\n{c.implementation} {c.python} ({gil})")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize="small")
-    fig.savefig(path, format=fmt)
-    return fig

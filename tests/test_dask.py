@@ -48,7 +48,7 @@ def test_workers_on_other_hosts_are_timed_by_their_own_durations(
 ) -> None:  # type: ignore[no-untyped-def]
     # No second host here: the local cluster is declared remote, so the real
     # remote path runs (start on arrival, span = the longest worker's duration).
-    import gilfree._dask as dask_impl
+    import gilfree.backends.dask as dask_impl
 
     monkeypatch.setattr(dask_impl, "_same_host", lambda _workers: False)
     timing = DASK.run(KERNELS["cython-nogil"], [10**8, 2 * 10**8], scheduler=client)
@@ -87,7 +87,7 @@ def test_the_public_module_imports_first_in_a_fresh_interpreter() -> None:
 def test_same_host_is_read_from_the_worker_addresses() -> None:
     import socket
 
-    from gilfree._dask import _same_host
+    from gilfree.backends.dask import _same_host
 
     assert _same_host(["tcp://127.0.0.1:40001", f"tcp://{socket.gethostname()}:40002"])
     assert not _same_host(["tcp://127.0.0.1:40001", "tcp://192.0.2.7:40002"])  # TEST-NET-1
@@ -154,7 +154,7 @@ def test_dask_is_listed_with_its_availability() -> None:
 def test_without_distributed_dask_is_unavailable_and_names_the_extra(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import gilfree._dask as dask_impl
+    import gilfree.backends.dask as dask_impl
 
     def missing() -> None:
         raise ImportError("No module named 'distributed'")

@@ -143,7 +143,7 @@ def test_a_worker_waiting_at_the_start_line_leaves_when_orphaned() -> None:
     patch), the parent exits without saying go, and the worker must end."""
     script = """
 import multiprocessing, os
-import gilfree.backends as b
+import gilfree.backends.processes as b
 b._die_with_parent = lambda: None
 ctx = multiprocessing.get_context("fork")
 go = ctx.Event()

@@ -1,9 +1,25 @@
-"""The dask backend's implementation; import it as :mod:`gilfree.dask_backend`.
+"""The ``dask`` backend: N Dask worker processes, on a local cluster or a real one.
 
-It builds on :mod:`gilfree.backends`, which imports it as it finishes (to
-register the backend). Importing it first would meet a half-made
-``gilfree.backends``: :mod:`gilfree.dask_backend` imports the two in the order
-that works.
+- No scheduler given: gilfree starts a local cluster with one worker process
+  per requested worker, one thread each, for the whole cell (its warm-ups and
+  repeats), and shuts it down after the cell.
+- ``scheduler="tcp://host:port"``, or an existing ``distributed.Client``: the
+  tasks go to that cluster, which is left running.
+
+Measurement is the same as for the other backends. Every task is pinned to
+its own worker and warmed up there (gilfree imported, kernel resolved) before
+the clock starts. Each task stamps its own start and end. Start-up (cluster,
+connection, warm-up) is reported apart from the work span.
+
+On a local cluster all the workers share this host's monotonic clock, so they
+get a start time, as with any executor, and the span is first start to last
+end. The workers of a remote cluster run on other hosts, whose clocks are not
+comparable with this one. There the tasks start as soon as they arrive, the
+span is the longest per-worker duration, and the timing says so
+(``RunTiming.span_from``).
+
+``pip install "gilfree[dask]"`` installs what it needs; without it the backend
+is listed as unavailable, with that command.
 """
 
 from __future__ import annotations
@@ -16,7 +32,7 @@ from dataclasses import replace
 from typing import Any
 
 from gilfree._worker import WorkerStamp, cancel_soon, ready, timed_at
-from gilfree.backends import (
+from gilfree.backends._base import (
     Backend,
     RunTimeout,
     RunTiming,
@@ -28,6 +44,16 @@ from gilfree.backends import (
     _timing,
 )
 from gilfree.kernels import Kernel
+
+__all__ = [
+    "CONNECT_TIMEOUT_S",
+    "DaskBackend",
+    "SchedulerUnreachable",
+    "check_scheduler",
+    "connect",
+    "local_cluster",
+    "reachable",
+]
 
 #: Seconds to wait for a scheduler given by address before giving up.
 CONNECT_TIMEOUT_S = 5.0
@@ -101,10 +127,27 @@ def local_cluster(workers: int) -> Any:
     )
 
 
+def check_scheduler(scheduler: Any) -> Any:
+    """``scheduler`` itself if it is None, an address or a client-like object
+    (one with ``submit``); TypeError naming what it is otherwise."""
+    is_client = callable(getattr(scheduler, "submit", None))
+    if scheduler is not None and not isinstance(scheduler, str) and not is_client:
+        raise TypeError(
+            "scheduler must be an address such as 'tcp://host:8786' or a "
+            f"distributed.Client, not {type(scheduler).__name__}"
+        )
+    return scheduler
+
+
 class DaskBackend(Backend):
     name = "dask"
     description = "N Dask worker processes: a local cluster, or the one at --scheduler"
     options = frozenset({"scheduler"})
+
+    def __init__(self, scheduler: Any = None) -> None:
+        """``scheduler``: an address (``tcp://host:8786``) or a
+        ``distributed.Client``; None starts a local cluster per cell."""
+        super().__init__(scheduler=check_scheduler(scheduler))
 
     def availability(self) -> str | None:
         try:
@@ -118,6 +161,7 @@ class DaskBackend(Backend):
         """One client for all the runs of a cell: a local cluster of
         ``workers`` processes when no scheduler is given (shut down after),
         a connection to the given address, or the caller's own client."""
+        options = {**self.defaults, **options}
         scheduler = options.get("scheduler")
         if scheduler is not None and not isinstance(scheduler, str):
             yield dict(options)  # the caller's Client: theirs to close
@@ -156,7 +200,7 @@ class DaskBackend(Backend):
     ) -> RunTiming:
         if scheduler is None or isinstance(scheduler, str):
             # A bare run() call: a cluster (or connection) for this run alone.
-            with self.cell(len(chunks), {"scheduler": scheduler}) as opts:
+            with self.cell(len(chunks), {"scheduler": scheduler} if scheduler else {}) as opts:
                 return self._run(kernel, chunks, deadline, **opts)
         client = scheduler
         t0 = time.perf_counter_ns()

@@ -1,0 +1,100 @@
+"""The speedup plot: speedup against workers, one line per kernel x backend.
+
+matplotlib is an optional extra (``pip install "gilfree[plot]"``); it is
+imported only when a plot is drawn, and a missing matplotlib is one clear
+:class:`PlotUnavailableError`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from gilfree.results import Result
+
+__all__ = ["PLOT_FORMATS", "PlotUnavailableError", "plot", "plot_format", "require_matplotlib"]
+
+#: File endings :func:`plot` writes, and the format each one means.
+PLOT_FORMATS = {".png": "png", ".svg": "svg"}
+
+
+class PlotUnavailableError(ImportError):
+    """matplotlib is missing; the message names the extra that installs it."""
+
+
+def plot_format(path: str) -> str:
+    """``png`` or ``svg`` from the path's ending; ValueError for anything else."""
+    ending = os.path.splitext(path)[1].lower()
+    if ending not in PLOT_FORMATS:
+        raise ValueError(
+            f"cannot plot to {path!r}: the file must end in .png or .svg, e.g. speedup.png"
+        )
+    return PLOT_FORMATS[ending]
+
+
+def require_matplotlib() -> None:
+    """Raise :class:`PlotUnavailableError` unless matplotlib can be imported."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise PlotUnavailableError(
+            'plots need matplotlib, an optional extra: pip install "gilfree[plot]"'
+        ) from None
+
+
+def plot(results: Sequence[Result], path: str) -> Any:
+    """Speedup against workers, one line per kernel x backend, written to
+    ``path`` (PNG or SVG, by its ending). Returns the matplotlib Figure.
+
+    The dashed diagonal is ideal scaling; the dotted vertical line marks the
+    CPUs available. Error bars are the 95% bootstrap intervals. Drawn on a
+    bare :class:`matplotlib.figure.Figure`, so the caller's pyplot state and
+    backend are left alone.
+    """
+    fmt = plot_format(path)
+    require_matplotlib()
+    from matplotlib.figure import Figure
+
+    cells = [r for r in results if r.ok]
+    if not cells:
+        raise ValueError("nothing to plot: no cell of these results ran")
+    c = cells[0].context
+    cpus = c.cpus_available
+    fig = Figure(figsize=(8, 5), layout="constrained")
+    ax = fig.subplots()
+    lines: dict[tuple[str, str], list[Result]] = {}
+    for r in cells:
+        lines.setdefault((r.kernel, r.backend), []).append(r)
+    # Colour says the kernel, line style and marker the backend: a sweep of 4
+    # kernels x 3 backends would run past the 10 colours of one cycle.
+    kernels = list(dict.fromkeys(k for k, _ in lines))
+    backends = list(dict.fromkeys(b for _, b in lines))
+    for (kernel, backend), line in lines.items():
+        b = backends.index(backend)
+        style: dict[str, Any] = {
+            "color": f"C{kernels.index(kernel) % 10}",
+            "linestyle": ["-", "--", ":", "-."][b % 4],
+            "marker": "osD^v"[b % 5],
+        }
+        line.sort(key=lambda r: r.workers)
+        x = [r.workers for r in line]
+        y = [r.speedup for r in line]
+        ci = [r.speedup_ci() for r in line]
+        err = [
+            [max(0.0, s - lo) for s, (lo, _) in zip(y, ci, strict=True)],
+            [max(0.0, hi - s) for s, (_, hi) in zip(y, ci, strict=True)],
+        ]
+        ax.errorbar(x, y, yerr=err, capsize=3, label=f"{kernel} on {backend}", **style)
+    top = max(r.workers for r in cells)
+    ax.plot([1, top], [1, top], "k--", linewidth=1, label="ideal (speedup = workers)")
+    ax.axvline(cpus, color="grey", linestyle=":", label=f"{cpus} CPUs available")
+    ax.set_xticks(sorted({r.workers for r in cells} | {cpus}))
+    ax.set_xlabel("workers")
+    ax.set_ylabel("speedup vs one thread doing the same work")
+    gil = "GIL enabled" if c.gil_enabled else "GIL disabled"
+    fig.suptitle(f"gilfree: {c.processor}, {cpus} CPUs\n{c.implementation} {c.python} ({gil})")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize="small")
+    fig.savefig(path, format=fmt)
+    return fig
