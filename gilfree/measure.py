@@ -318,7 +318,9 @@ class _Group:
         serial_times: list[float] = []
         for kernel in self.plan.kernels:
             serial = self.serial[kernel.name]
-            for _ in range(self.plan.warmups):
+            # Calibration has just run each kernel serially at about this size:
+            # a serial warm-up would repeat it.
+            for _ in range(self.plan.warmups if self.plan.n is not None else 0):
                 timing = self._attempt(serial)
                 if timing is not None:
                     serial.warm.append(timing)
