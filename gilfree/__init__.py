@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from gilfree.backends import BACKENDS, Backend, WorkerError
     from gilfree.checker import CheckReport, check, check_call
     from gilfree.measure import Result, run, sweep
+    from gilfree.plan import Plan
 
 
 __all__ = [
@@ -42,6 +43,7 @@ __all__ = [
     "GILMeter",
     "GILReading",
     "Kernel",
+    "Plan",
     "Result",
     "UnknownNameError",
     "WorkerError",
@@ -64,6 +66,7 @@ _LAZY = {
     "CheckReport": "gilfree.checker",
     "check": "gilfree.checker",
     "check_call": "gilfree.checker",
+    "Plan": "gilfree.plan",
     "Result": "gilfree.measure",
     "run": "gilfree.measure",
     "sweep": "gilfree.measure",
