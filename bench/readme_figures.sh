@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Regenerate every figure the README quotes, one after another. Run it on a
-# quiet machine (nothing else running); it takes about 15 minutes on 2 cores.
+# Regenerate every figure the docs quote, one after another. Run it on a
+# quiet machine (nothing else running); it takes about an hour on 2 cores.
 #
 #   bash bench/readme_figures.sh [PYTHON_3_12_OR_NEWER]
 #
@@ -21,12 +21,8 @@ cc -O2 bench/cpu_clock.c -o /tmp/gilfree_cpu_clock && /tmp/gilfree_cpu_clock > "
 
 for py in "$old" "$new"; do
     v=$("$py" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
-    "$py" -c 'import subprocess, sys, time
-t = time.perf_counter()
-subprocess.run([sys.executable, "-m", "gilfree", "demo", "--no-progress"], check=True,
-               stdout=subprocess.DEVNULL)
-print(f"gilfree demo (defaults): {time.perf_counter() - t:.1f} s")' > "$out/demo-time-$v.txt"
-    "$py" -m gilfree demo --seconds 1 --no-progress --json "$out/demo-$v.json" > "$out/demo-$v.txt"
+    # The verdicts, the noise, the article, and the demo with its time.
+    bash bench/verdict_figures.sh "$py"
     # A benchmark that misses its target fails its assertion; its figures are
     # recorded all the same (the README reports them), so go on.
     "$py" -m pytest bench/test_bench_backends.py bench/test_bench_meter.py -q \
