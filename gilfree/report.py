@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from rich.table import Table
 
 from gilfree.meter import FREE_BELOW
-from gilfree.plot import PLOT_FORMATS, PlotUnavailableError, plot
+from gilfree.plot import PLOT_FORMATS, PlotUnavailableError, plot, plot_format, require_matplotlib
 from gilfree.results import JsonLog, Result, read_json, to_json, write_json
 
 __all__ = [
@@ -22,7 +22,9 @@ __all__ = [
     "PlotUnavailableError",
     "classic_summary",
     "plot",
+    "plot_format",
     "read_json",
+    "require_matplotlib",
     "table",
     "to_json",
     "unsupported_notes",

@@ -405,15 +405,27 @@ class Result:
         return (high - low) / 2 / self.speedup if self.speedup > 0 else float("nan")
 
     @property
+    def share_half_width(self) -> float:
+        """Half the 95% interval of :attr:`share`, as a share of it (NaN
+        where the capacity was not measured)."""
+        low, high = self.share_ci()
+        return (high - low) / 2 / self.share if self.share > 0 else float("nan")
+
+    @property
     def precision_reached(self) -> bool | None:
-        """Whether the interval is as narrow as asked (None: none was asked).
-        Never with fewer than :data:`MIN_ROUNDS_FOR_CI` rounds kept: an
-        interval from one or two rounds says nothing."""
+        """Whether the intervals are as narrow as asked (None: none was
+        asked): the speedup's, and the share of capacity's where the capacity
+        was measured (the verdicts read both). Never with fewer than
+        :data:`MIN_ROUNDS_FOR_CI` rounds kept: an interval from one or two
+        rounds says nothing."""
         if self.precision is None:
             return None
         if len(self._kept()) < MIN_ROUNDS_FOR_CI:
             return False
-        return bool(self.half_width <= self.precision)
+        share = self.share_half_width
+        return bool(
+            self.half_width <= self.precision and (math.isnan(share) or share <= self.precision)
+        )
 
     def _capacity_kept(self) -> list[float]:
         return [c.speedup for c in self.capacity if c is not None and c.consistent]
@@ -486,10 +498,12 @@ class Result:
                 "parallel run) and were left out; run it on a quieter machine"
             )
         if self.precision_reached is False:
+            share = self.share_half_width
+            of_share = "" if math.isnan(share) else f", its share of capacity to +-{share:.0%}"
             notes.append(
-                f"{where}: speedup known to +-{self.half_width:.0%} after {self.rounds} rounds "
-                f"(asked: +-{self.precision:.0%}; stopped: {self.stopped}); give it more time "
-                "(--max-time) or a quieter machine"
+                f"{where}: speedup known to +-{self.half_width:.0%}{of_share} after "
+                f"{self.rounds} rounds (asked: +-{self.precision:.0%}; stopped: {self.stopped}); "
+                "give it more time (--max-time) or a quieter machine"
             )
         if self.host is not None and self.host.busy:
             notes.append(f"{where}: the host was busy: {_host_words(self.host)}")

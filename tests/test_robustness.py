@@ -171,7 +171,7 @@ os._exit(0)  # no clean-up: the worker is left at the start line
 def test_a_worker_that_ignores_sigterm_is_killed_after_the_grace(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import gilfree.backends
+    import gilfree.backends.processes
     from gilfree.checker import as_kernel
 
     sys.path.insert(0, str(HERE))
@@ -180,7 +180,7 @@ def test_a_worker_that_ignores_sigterm_is_killed_after_the_grace(
     finally:
         sys.path.remove(str(HERE))
     grace = 1.0
-    monkeypatch.setattr(gilfree.backends, "STOP_GRACE_S", grace)
+    monkeypatch.setattr(gilfree.backends.processes, "STOP_GRACE_S", grace)
     kernel = as_kernel(userfuncs.ignore_sigterm, (60.0,))
     t0 = time.monotonic()
     with pytest.raises(RunTimeout):
