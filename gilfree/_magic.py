@@ -7,7 +7,8 @@ can host it, with the GIL contention meter on. The same table and verdict are
 printed. The code runs in the notebook's namespace, several times; a cell
 with side effects repeats them. Options before the expression (or on the
 ``%%gilcheck`` line): ``-w N`` workers (default 2), ``--calls N`` per worker
-per round, ``--repeats N``.
+per round, and the rounds as on the command line: ``--rounds N`` (or
+``--repeats N``), ``--precision P``, ``--max-time SECONDS``.
 """
 
 from __future__ import annotations
@@ -21,20 +22,31 @@ __all__ = ["gilcheck", "register"]
 
 
 def _parser() -> argparse.ArgumentParser:
-    from gilfree.cli import _bounded, parse_worker_count
+    from gilfree.cli import _bounded, parse_precision, parse_timeout, parse_worker_count
+    from gilfree.plan import DEFAULT_MAX_TIME, DEFAULT_PRECISION, DEFAULT_ROUNDS
 
     p = argparse.ArgumentParser(prog="%gilcheck", add_help=False, exit_on_error=False)
     p.add_argument("-w", "--workers", type=parse_worker_count, default=2)
     p.add_argument("--calls", type=_bounded("--calls", 1, 10**9), default=1)
-    p.add_argument("--repeats", type=_bounded("--repeats", 1, 1000), default=5)
+    p.add_argument(
+        "--rounds",
+        "--repeats",
+        dest="repeats",
+        type=_bounded("--repeats", 1, 1000),
+        default=DEFAULT_ROUNDS,
+    )
+    p.add_argument("--precision", type=parse_precision, default=DEFAULT_PRECISION)
+    p.add_argument("--max-time", type=parse_timeout, default=DEFAULT_MAX_TIME)
     return p
 
 
-_OPTION = re.compile(r"\s*(-w|--workers|--calls|--repeats)(?:\s+|=)(\S+)")
+_OPTION = re.compile(
+    r"\s*(-w|--workers|--calls|--rounds|--repeats|--precision|--max-time)(?:\s+|=)(\S+)"
+)
 
 
 def _split(line: str) -> tuple[list[str], str]:
-    """Leading ``-w N`` / ``--calls N`` / ``--repeats N`` options, and the code
+    """Leading ``-w N`` / ``--calls N`` / ``--rounds N`` (...) options, and the code
     after them as typed (never re-tokenised: it is Python, not shell)."""
     options: list[str] = []
     rest = line
@@ -68,7 +80,14 @@ def gilcheck(namespace: dict[str, Any], line: str, cell: str | None = None) -> A
         compiled = compile(cell, "<gilcheck>", "exec")
         label = "cell"
     run: Callable[[], Any] = _Run(compiled, namespace, label)
-    report = check_call(run, workers=opts.workers, calls=opts.calls, repeats=opts.repeats)
+    report = check_call(
+        run,
+        workers=opts.workers,
+        calls=opts.calls,
+        repeats=opts.repeats,
+        precision=opts.precision,
+        max_time=opts.max_time,
+    )
     print(report)
     return report
 

@@ -78,13 +78,14 @@ def cli_command(command: str, backend: str, kernel: str, seconds: float = 1.0) -
 
     Weak scaling with 2 workers: each worker counts what one call does in
     ``seconds`` (:func:`gilfree.calibrate`), the baseline counts it twice in
-    one thread. One untimed and one timed run per cell: the cell runs for at
+    one thread. One round (``--precision off``) and an untimed run per cell
+    where the backend is metered: the cell runs for at
     least ``2 * seconds`` on any backend, so an interrupt sent early in it has
     most of its work still ahead."""
     from gilfree.measure import calibrate
 
     n = str(calibrate("python" if command == "check" else kernel, seconds))
-    once = ["--warmups", "0", "--repeats", "1", "--no-progress"]
+    once = ["--warmups", "0", "--repeats", "1", "--precision", "off", "--no-progress"]
     if command == "check":  # a pure-Python loop of the user's: tests/userfuncs.py
         return ["check", "userfuncs:spin", n, "-b", backend, "-w", "2", *once]
     sizing = ["-n", n, "--scaling", "weak", *once]

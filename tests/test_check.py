@@ -57,6 +57,7 @@ def test_a_function_that_releases_the_gil_gets_threads_help() -> None:
     assert 0.09 < report.serial_call_s < 0.2
 
 
+@pytest.mark.slow  # a verdict from the default rounds: up to the 30 s budget
 def test_a_gil_bound_function_is_called_gil_bound_with_what_helps() -> None:
     # About 0.25 s of pure Python per call, 5 repeats: shorter calls let the
     # noise of a shared 2-CPU machine decide between "GIL-bound" and "partly".

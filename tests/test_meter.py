@@ -163,8 +163,10 @@ def test_pooled_readings_are_time_weighted() -> None:
 
 
 def test_threads_cells_carry_their_contention() -> None:
-    held = run("python", "threads", workers=2, n=WORK["python"], repeats=1)
-    free = run("cython-nogil", "threads", workers=2, n=WORK["cython-nogil"], repeats=1)
+    held = run("python", "threads", workers=2, n=WORK["python"], repeats=1, precision=None)
+    free = run(
+        "cython-nogil", "threads", workers=2, n=WORK["cython-nogil"], repeats=1, precision=None
+    )
     assert held.contention is not None and held.contention > 0.5
     assert free.contention is not None and free.contention < 0.1
     assert held.gil is not None and held.gil.samples > 0
@@ -174,7 +176,7 @@ def test_threads_cells_carry_their_contention() -> None:
 
 
 def test_metered_without_warmups_takes_an_extra_untimed_run() -> None:
-    r = run("python", "threads", workers=2, n=WORK["python"], repeats=1, warmups=0)
+    r = run("python", "threads", workers=2, n=WORK["python"], repeats=1, warmups=0, precision=None)
     assert r.warmups == ()
     assert r.contention is not None and r.contention > 0.5
 
@@ -182,7 +184,7 @@ def test_metered_without_warmups_takes_an_extra_untimed_run() -> None:
 def test_process_and_serial_cells_are_not_metered() -> None:
     # Each worker process has its own GIL, untouched by the others: nothing to read.
     for backend in ("processes", "serial"):
-        r = run("python", backend, workers=2, n=100_000, repeats=1)
+        r = run("python", backend, workers=2, n=100_000, repeats=1, precision=None)
         assert r.gil is None and r.contention is None
 
 
@@ -190,7 +192,7 @@ def test_thread_pool_executor_cells_are_metered() -> None:
     import concurrent.futures
 
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
-        r = run("python", pool, workers=2, n=WORK["python"], repeats=1)
+        r = run("python", pool, workers=2, n=WORK["python"], repeats=1, precision=None)
     assert r.contention is not None and r.contention > 0.5
 
 
@@ -202,8 +204,10 @@ def test_interpreter_cells_pool_one_meter_per_interpreter() -> None:
     # each GIL free; a Python loop keeps its interpreter's GIL busy (the probe
     # in that interpreter waits), though the workers never wait on each other.
     # One busy thread per GIL reads about 0.7 at the 2 ms default interval.
-    free = run("cython-nogil", "interpreters", workers=2, n=WORK["cython-nogil"], repeats=1)
-    busy = run("python", "interpreters", workers=2, n=WORK["python"], repeats=1)
+    free = run(
+        "cython-nogil", "interpreters", workers=2, n=WORK["cython-nogil"], repeats=1, precision=None
+    )
+    busy = run("python", "interpreters", workers=2, n=WORK["python"], repeats=1, precision=None)
     assert free.gil is not None and busy.gil is not None
     assert free.gil.samples >= 20 and busy.gil.samples >= 2
     assert free.contention is not None and free.contention < 0.1

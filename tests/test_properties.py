@@ -106,19 +106,21 @@ def test_run_on_threads_counts_exactly_or_refuses(n: Any, workers: Any) -> None:
     want_n = expected(n)
     want_w = expected(workers, minimum=1, maximum=MAX_WORKERS)
     if isinstance(want_w, int) and isinstance(want_n, int) and want_n <= RUNNABLE and want_w <= 8:
-        result = run("cython-nogil", "threads", workers=workers, n=n, repeats=1, warmups=0)
+        result = run(
+            "cython-nogil", "threads", workers=workers, n=n, repeats=1, warmups=0, precision=None
+        )
         assert result.ok and all(r.iterations == want_n for r in result.runs)
         assert result.workers == want_w
         return
     if isinstance(want_w, int) and isinstance(want_n, int):
         return  # valid but too big to run in a test (checked by check_count)
     with pytest.raises(DOCUMENTED):
-        run("cython-nogil", "threads", workers=workers, n=n, repeats=1, warmups=0)
+        run("cython-nogil", "threads", workers=workers, n=n, repeats=1, warmups=0, precision=None)
 
 
 @pytest.mark.parametrize("backend", ["processes", "serial"])
 @given(n=st.integers(0, 20_000), workers=st.integers(1, 3))
 @settings(max_examples=8, deadline=None)
 def test_run_counts_exactly_on_other_backends(backend: str, n: int, workers: int) -> None:
-    result = run("python", backend, workers=workers, n=n, repeats=1, warmups=0)
+    result = run("python", backend, workers=workers, n=n, repeats=1, warmups=0, precision=None)
     assert result.ok and result.runs[0].iterations == n

@@ -304,6 +304,7 @@ def test_timeout_fails_one_cell_and_the_sweep_goes_on() -> None:
         n=n,
         repeats=1,
         warmups=0,
+        precision=None,
         timeout=1.0,
         on_result=seen.append,
     )
