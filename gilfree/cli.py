@@ -15,6 +15,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NoReturn
 
+from gilfree._args import ArgumentTooLarge, NotAValue, evaluate
 from gilfree.backends import BACKENDS, DEFAULT_BACKENDS, WorkerError, iter_available
 from gilfree.kernels import KERNELS, MAX_N, check_count
 from gilfree.measure import MAX_WORKERS, ProgressHook, Result, context, sweep
@@ -31,7 +32,12 @@ def parse_count(text: str) -> int:
     s = text.strip()
     m = re.fullmatch(r"(\d[\d_]*)\s*\*\*\s*(\d+)", s)
     try:
-        value = int(m.group(1)) ** int(m.group(2)) if m else int(s, 10)
+        # A power is computed only once it is known to be of a sane size.
+        value = evaluate(f"{m.group(1)}**{m.group(2)}", {}) if m else int(s, 10)
+    except ArgumentTooLarge:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is too large; the largest n is {MAX_N}"
+        ) from None
     except ValueError:
         hint = " (write 100000000 or 10**8, not 1e8)" if re.search(r"[eE.]", s) else ""
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number{hint}") from None
@@ -85,8 +91,8 @@ def _names(registry: Any, what: str) -> Callable[[str], list[str]]:
 def _bounded(option: str, low: int, high: int) -> Callable[[str], int]:
     def parse(text: str) -> int:
         try:
-            return check_count(int(text), option, low, high)
-        except (ValueError, OverflowError):
+            return check_count(parse_count(text), option, low, high)
+        except (ValueError, OverflowError, argparse.ArgumentTypeError):
             raise argparse.ArgumentTypeError(
                 f"{text!r}: {option} takes a whole number from {low} to {high}"
             ) from None
@@ -196,12 +202,16 @@ def parse_call_args(items: Sequence[str]) -> tuple[tuple[Any, ...], dict[str, An
     """
     args: list[Any] = []
     kwargs: dict[str, Any] = {}
-    for item in items:
+    for i, item in enumerate(items, 1):
         m = re.fullmatch(r"([A-Za-z_]\w*)=(.*)", item, re.S)
-        if m:
-            kwargs[m.group(1)] = _value(m.group(2))
-        else:
-            args.append(_value(item))
+        where = f"argument {m.group(1)}=" if m else f"argument {i}"
+        try:
+            if m:
+                kwargs[m.group(1)] = _value(m.group(2))
+            else:
+                args.append(_value(item))
+        except ArgumentTooLarge as exc:
+            raise argparse.ArgumentTypeError(f"{where} ({item!r}): {exc}") from None
     return tuple(args), kwargs
 
 
@@ -214,10 +224,12 @@ ARG_NAMES: dict[str, Any] = {
 
 
 def _value(text: str) -> Any:
+    """The value of one ARG: evaluated within bounds (:mod:`gilfree._args`),
+    or the text itself when it is not a value expression; too large a value
+    raises :class:`~gilfree._args.ArgumentTooLarge`."""
     try:
-        # The user's own command line, evaluated with no builtins but ARG_NAMES.
-        return eval(text, {"__builtins__": {}}, dict(ARG_NAMES))
-    except Exception:
+        return evaluate(text, ARG_NAMES)
+    except NotAValue:
         return text
 
 
@@ -692,7 +704,10 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     from gilfree.checker import as_kernel, check_call
 
-    call_args, call_kwargs = parse_call_args(args.call_args)
+    try:
+        call_args, call_kwargs = parse_call_args(args.call_args)
+    except argparse.ArgumentTypeError as exc:
+        raise _Usage(str(exc)) from None
     name = as_kernel(args.target).name
     try:
         with _progress(args) as hook:
@@ -765,21 +780,30 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_together(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+def _usage_error(args: argparse.Namespace, message: str) -> NoReturn:
+    """Exit 2 with one line, naming the command and where its help is."""
+    prog = f"gilfree {args.command}"
+    print(f"{prog}: error: {message} (see {prog} --help)", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def _check_together(args: argparse.Namespace) -> None:
     """Refuse options that are valid alone but not together, before any work."""
     if args.max_rounds is not None and args.max_rounds < args.repeats:
-        parser.error(
+        _usage_error(
+            args,
             f"--max-rounds {args.max_rounds} is below --rounds {args.repeats}; raise "
-            "--max-rounds or lower --rounds"
+            "--max-rounds or lower --rounds",
         )
     n = getattr(args, "n", None)
     if n is not None and getattr(args, "scaling", "strong") == "weak":
         workers = getattr(args, "workers", 2)  # demo runs 2 workers
         counts = workers if isinstance(workers, list) else [workers]
         if n * max(counts) > MAX_N:
-            parser.error(
+            _usage_error(
+                args,
                 f"weak scaling: {max(counts)} workers x n={n} = {n * max(counts)} iterations, "
-                f"more than the largest n ({MAX_N}); use a smaller -n"
+                f"more than the largest n ({MAX_N}); use a smaller -n",
             )
 
 
@@ -815,7 +839,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.argv = args_list  # recorded in the JSON output
     measuring = args.command != "info"
     if measuring:
-        _check_together(parser, args)
+        _check_together(args)
     try:
         if measuring:
             args.recorder = _Recorder(args)
@@ -824,7 +848,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.recorder.end("complete" if status == 0 else "failed")
         return status
     except _Usage as exc:
-        parser.error(str(exc))
+        _usage_error(args, str(exc))
     except WorkerError as exc:
         if measuring:
             args.recorder.end("failed")
