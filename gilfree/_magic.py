@@ -22,21 +22,12 @@ __all__ = ["gilcheck", "register"]
 
 
 def _parser() -> argparse.ArgumentParser:
-    from gilfree.cli import _bounded, parse_precision, parse_timeout, parse_worker_count
-    from gilfree.plan import DEFAULT_MAX_TIME, DEFAULT_PRECISION, DEFAULT_ROUNDS
+    from gilfree.cli import _bounded, parse_worker_count, round_options
 
     p = argparse.ArgumentParser(prog="%gilcheck", add_help=False, exit_on_error=False)
     p.add_argument("-w", "--workers", type=parse_worker_count, default=2)
     p.add_argument("--calls", type=_bounded("--calls", 1, 10**9), default=1)
-    p.add_argument(
-        "--rounds",
-        "--repeats",
-        dest="repeats",
-        type=_bounded("--repeats", 1, 1000),
-        default=DEFAULT_ROUNDS,
-    )
-    p.add_argument("--precision", type=parse_precision, default=DEFAULT_PRECISION)
-    p.add_argument("--max-time", type=parse_timeout, default=DEFAULT_MAX_TIME)
+    round_options(p)
     return p
 
 

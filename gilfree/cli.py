@@ -287,7 +287,9 @@ def _sizing(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _repeats(p: argparse.ArgumentParser) -> None:
+def round_options(p: argparse.ArgumentParser) -> None:
+    """``--rounds`` (``--repeats``), ``--precision``, ``--max-time``: how long to
+    measure, for every measuring command and the ``%gilcheck`` magic."""
     p.add_argument(
         "--rounds",
         "--repeats",
@@ -315,6 +317,10 @@ def _repeats(p: argparse.ArgumentParser) -> None:
         help="time budget for adding rounds, the whole command together (default "
         f"{DEFAULT_MAX_TIME:g}); past it, each cell reports the precision it reached",
     )
+
+
+def _repeats(p: argparse.ArgumentParser) -> None:
+    round_options(p)
     p.add_argument(
         "--max-rounds",
         type=_bounded("--max-rounds", 1, 10_000),

@@ -144,13 +144,9 @@ class Backend(ABC):
         "spawn")``, ``DaskBackend(scheduler="tcp://host:8786")``), as
         ``ProcessPoolExecutor(mp_context=...)`` takes its own. Options given
         to a single :meth:`run` override them."""
-        unknown = set(options) - self.options
+        unknown = self._unknown(options)
         if unknown:
-            accepted = ", ".join(sorted(self.options)) or "none"
-            raise TypeError(
-                f"{type(self).__name__} takes no option(s) {', '.join(sorted(unknown))}; "
-                f"it accepts: {accepted}"
-            )
+            raise TypeError(f"{type(self).__name__} takes no option(s) {unknown}")
         #: The options this instance runs with unless a run says otherwise.
         self.defaults: dict[str, Any] = {k: v for k, v in options.items() if v is not None}
 
@@ -186,14 +182,18 @@ class Backend(ABC):
         self._check(kernel, chunks, merged)
         return self._run(kernel, list(chunks), deadline, **merged)
 
-    def _check(self, kernel: Kernel, chunks: Sequence[int], options: dict[str, Any]) -> None:
+    def _unknown(self, options: Mapping[str, Any]) -> str | None:
+        """``"a, b; it accepts: c"`` for options this backend does not take, else None."""
         unknown = set(options) - self.options
+        if not unknown:
+            return None
+        accepted = ", ".join(sorted(self.options)) or "none"
+        return f"{', '.join(sorted(unknown))}; it accepts: {accepted}"
+
+    def _check(self, kernel: Kernel, chunks: Sequence[int], options: dict[str, Any]) -> None:
+        unknown = self._unknown(options)
         if unknown:
-            accepted = ", ".join(sorted(self.options)) or "none"
-            raise ValueError(
-                f"backend {self.name!r} does not support option(s) "
-                f"{', '.join(sorted(unknown))}; it accepts: {accepted}"
-            )
+            raise ValueError(f"backend {self.name!r} does not support option(s) {unknown}")
         reason = self.availability() or self.unsupported_reason(kernel)
         if reason:
             raise UnsupportedError(f"{self.name} cannot run {kernel.name}: {reason}")
