@@ -129,6 +129,20 @@ def test_run_unsupported_cell_exits_1(capsys: pytest.CaptureFixture[str]) -> Non
         (["sweep", "--json", "/dev/null/out.json"], "does not exist"),
         (["check", "no_such_module_xyz:f"], "no_such_module_xyz"),
         (["check", "os:no_such_function"], "no_such_function"),
+        (["run", "--max-time", "0"], "give seconds between 0 and 86400"),
+        (["run", "--max-time", "nan"], "give seconds between 0 and 86400"),
+        (["sweep", "--precision", "-0.05"], "the precision must be more than 0"),
+        (["sweep", "--precision", "nan"], "the precision must be more than 0"),
+        (["demo", "--precision", "5 percent"], "is not a precision"),
+        (["sweep", "--rounds", "9", "--max-rounds", "3"], "--max-rounds 3 is below --rounds 9"),
+        (
+            ["run", "--scaling", "weak", "-n", "9223372036854775807", "-w", "2"],
+            "weak scaling: 2 workers",
+        ),
+        (
+            ["sweep", "--scaling", "weak", "-n", "9223372036854775807", "-w", "1,2"],
+            "weak scaling: 2 workers",
+        ),
     ],
 )
 def test_bad_arguments_exit_2_with_one_clear_message(
@@ -140,6 +154,7 @@ def test_bad_arguments_exit_2_with_one_clear_message(
     err = capsys.readouterr().err
     assert message in err
     assert "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1, err  # one line, not argparse's usage block
 
 
 @pytest.mark.skipif(
