@@ -346,3 +346,21 @@ def test_cli_timeout_reports_the_cell_and_exits_1(tmp_path: Path) -> None:
     data = read_json(str(path))
     assert data["status"] == "failed"
     assert [c["status"] for c in data["results"]] == ["timeout", "timeout"]
+
+
+def test_timeout_stops_a_serial_baseline_blocked_in_c() -> None:
+    # The serial baseline used to run in the calling thread, where nothing can
+    # interrupt time.sleep(3600): the command ran on with no output. Now it
+    # overruns, is given up on after the grace, and its cells fail (exit 1).
+    argv = ["check", "time:sleep", "3600", "--timeout", "1", "-b", "threads", "--repeats", "1"]
+    t0 = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "gilfree", *argv, "--no-progress"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    took = time.monotonic() - t0
+    assert proc.returncode == 1, proc.stderr
+    assert "its serial baseline" in proc.stdout and "did not stop" in proc.stdout
+    assert took < 60  # the timeout, the 5 s grace, start-up: never the hour
