@@ -175,6 +175,8 @@ class CheckReport:
         notes = [w for r in self.results for w in r.warnings]
         call = self.serial_call_s
         if not math.isnan(call) and call * self.calls < SHORT_CALL_S:
+            # This note says it for a function, in its terms: drop the cells' own.
+            notes = [n for n in notes if "too short to measure parallelism" not in n]
             notes.insert(
                 0,
                 f"one round takes {call * self.calls * 1000:.2f} ms per worker: too short to "

@@ -189,6 +189,11 @@ def verdict(results: Sequence[Result], kernel: str) -> str:
         share, sh_lo, sh_hi = s / ideal, lo / ideal, hi / ideal
     if not threads.context.gil_enabled:
         return f"no GIL: threads {speed}"
+    if threads.too_short:
+        return (
+            f"inconclusive: the serial run takes {threads.baseline_median_s * 1e6:.1f} us, too "
+            "short to measure parallelism; raise -n or --seconds"
+        )
     if math.isnan(s):
         return (
             "inconclusive: every round of threads was faster than its busy CPUs allow "

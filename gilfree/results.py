@@ -56,6 +56,9 @@ CONSISTENCY_SLACK = 0.15
 CPU_BOUND_ABOVE = 0.5
 
 
+#: A serial run shorter than this measures the harness (starting threads,
+#: the start line), not parallelism: too short to judge.
+SHORT_RUN_S = 0.001
 #: The fewest rounds kept before an interval may count as precise.
 MIN_ROUNDS_FOR_CI = 3
 
@@ -485,12 +488,24 @@ class Result:
         return (float(low), float(high))
 
     @property
+    def too_short(self) -> bool:
+        """The serial run takes under :data:`SHORT_RUN_S`: what was measured
+        is the harness, not parallelism."""
+        return bool(self.baseline_s) and self.baseline_median_s < SHORT_RUN_S
+
+    @property
     def warnings(self) -> list[str]:
         """Sentences saying why the figures deserve less trust."""
         if not self.runs:
             return []
         notes = []
         where = f"{self.kernel} on {self.backend} x{self.workers}"
+        if self.too_short:
+            notes.append(
+                f"{where}: the serial run takes {self.baseline_median_s * 1e6:.1f} us, too short "
+                "to measure parallelism (starting the workers outweighs the work); raise -n or "
+                "--seconds"
+            )
         if self.flagged:
             notes.append(
                 f"{where}: {self.excluded_rounds} of {self.rounds} rounds were faster than "

@@ -149,7 +149,9 @@ def test_a_lone_name_is_one_kernel_and_duplicates_are_measured_once() -> None:
 
 def test_rounds_stop_at_the_precision_asked_for() -> None:
     r = run("python", "threads", n=200_000, precision=0.9, capacity=False)
-    assert r.rounds == 5 and r.stopped == "precision reached" and r.precision_reached
+    # Five rounds kept (rounds left out by the consistency check do not count).
+    assert r.rounds - r.excluded_rounds == 5
+    assert r.stopped == "precision reached" and r.precision_reached
 
 
 def test_rounds_stop_at_the_round_limit_and_say_the_precision_was_not_reached() -> None:
@@ -274,3 +276,13 @@ def test_without_noise_the_same_cells_give_the_same_verdict_every_time() -> None
         "cython-gil": "GIL-bound",
         "cython-nogil": "threads help",
     }, runs
+
+
+def test_a_run_too_short_to_measure_says_so_instead_of_judging() -> None:
+    # n=0: the "speedup" would be thread start-up over nothing.
+    cell = run("python", "threads", n=0, repeats=3, precision=None, capacity=False)
+    assert cell.too_short
+    assert any("too short to measure parallelism" in w for w in cell.warnings)
+    assert verdict([cell], "python").startswith("inconclusive: the serial run takes")
+    long_enough = fake("python", "threads", [1.0] * 5, contention=0.9)  # 1 s serial runs
+    assert not long_enough.too_short
