@@ -14,7 +14,7 @@ from rich.table import Table
 
 from gilfree.meter import FREE_BELOW
 from gilfree.plot import PLOT_FORMATS, PlotUnavailableError, plot, plot_format, require_matplotlib
-from gilfree.results import JsonLog, Result, read_json, to_json, write_json
+from gilfree.results import HELP_SHARE, NO_GAIN, JsonLog, Result, read_json, to_json, write_json
 
 __all__ = [
     "PLOT_FORMATS",
@@ -136,12 +136,6 @@ def _gil(cell: Result) -> str:
     return short if short == "no GIL" else f"GIL contention {short}"
 
 
-#: Threads help once they reach this share of what independent processes
-#: got on this host in the same rounds (or of the ideal, where the capacity
-#: was not measured).
-HELP_SHARE = 0.8
-#: At or below this speedup, threads gained nothing worth having.
-NO_GAIN = 1.15
 #: A GIL wait at or above this reads contended: some thread held the GIL
 #: nearly all the time (two GIL-holding threads read 0.7 and up).
 CONTENDED_FROM = 0.5

@@ -57,6 +57,7 @@ def test_workers_on_other_hosts_are_timed_by_their_own_durations(
     assert timing.iterations == 3 * 10**8
 
 
+@pytest.mark.slow  # 100 runs against a client refreshing every millisecond
 def test_the_worker_count_survives_the_clients_periodic_refresh(client) -> None:  # type: ignore[no-untyped-def]
     """The client's periodic refresh caches an identity that lists no
     workers; a run must never read it as an empty cluster (CI once failed a

@@ -47,14 +47,15 @@ def _assert_clean_interrupt(result, json_path: Path, dask: bool = False) -> dict
 @pytest.mark.parametrize(
     ("backend", "kernel"),
     [
-        ("threads", "python"),
+        # One case per backend in the default run, the rest of the matrix in -m slow.
+        pytest.param("threads", "python", marks=pytest.mark.slow),
         ("threads", "cython-gil"),  # holds the GIL: the main thread cannot run Python
-        ("threads", "cython-object"),
-        ("threads", "cython-nogil"),
-        ("processes", "python"),
+        pytest.param("threads", "cython-object", marks=pytest.mark.slow),
+        pytest.param("threads", "cython-nogil", marks=pytest.mark.slow),
+        pytest.param("processes", "python", marks=pytest.mark.slow),
         ("processes", "cython-gil"),
         pytest.param("interpreters", "python", marks=needs_interpreters),
-        pytest.param("interpreters", "cython-gil", marks=needs_interpreters),
+        pytest.param("interpreters", "cython-gil", marks=[needs_interpreters, pytest.mark.slow]),
         pytest.param("dask", "python", marks=pytest.mark.slow),
     ],
 )
@@ -69,7 +70,14 @@ def test_ctrl_c_stops_run_within_a_second(backend: str, kernel: str, tmp_path: P
     assert "interrupted before any cell was measured" in result.stderr
 
 
-@pytest.mark.parametrize("command", ["demo", "sweep", "check"])
+@pytest.mark.parametrize(
+    "command",
+    [
+        pytest.param("demo", marks=pytest.mark.slow),
+        pytest.param("sweep", marks=pytest.mark.slow),
+        "check",
+    ],
+)
 def test_ctrl_c_stops_every_measuring_command(command: str, tmp_path: Path) -> None:
     path = tmp_path / "out.jsonl"
     args = cli_command(command, "threads", "python")
@@ -77,6 +85,7 @@ def test_ctrl_c_stops_every_measuring_command(command: str, tmp_path: Path) -> N
     _assert_clean_interrupt(result, path)
 
 
+@pytest.mark.slow  # interrupts a sweep after its first worker count
 def test_ctrl_c_prints_and_keeps_the_cells_already_measured(tmp_path: Path) -> None:
     # Two worker counts: the cell x1 completes, Ctrl-C lands in the cell x2.
     path = tmp_path / "out.jsonl"
@@ -93,6 +102,7 @@ def test_ctrl_c_prints_and_keeps_the_cells_already_measured(tmp_path: Path) -> N
     assert "processes" in result.stdout
 
 
+@pytest.mark.slow  # kills a sweep after its first cell
 def test_a_killed_run_keeps_its_cells_and_reads_as_cut_off(tmp_path: Path) -> None:
     path = tmp_path / "out.jsonl"
     cmd = [sys.executable, "-m", "gilfree", *cli_command("sweep", "threads", "cython-nogil")]
@@ -112,6 +122,7 @@ def test_a_killed_run_keeps_its_cells_and_reads_as_cut_off(tmp_path: Path) -> No
     assert len(data["results"]) >= 1 and data["results"][0]["status"] == "ok"
 
 
+@pytest.mark.slow  # kills a parent mid-run and waits for its workers to notice
 def test_orphaned_worker_processes_do_not_outlive_a_killed_parent(tmp_path: Path) -> None:
     # SIGKILL runs no clean-up in the parent: the workers must notice alone.
     path = tmp_path / "out.jsonl"
@@ -278,6 +289,7 @@ def test_a_run_past_its_deadline_is_stopped(backend: str, kernel: str) -> None:
     assert live_children() == []
 
 
+@pytest.mark.slow  # waits out the 5 s grace
 def test_a_thread_blocked_in_c_is_reported_not_waited_for_forever() -> None:
     from gilfree.checker import as_kernel
 
