@@ -189,7 +189,7 @@ def test_second_interpreter_import_after_the_main_one_does_not_crash() -> None:
     # crash fails this test with its output instead of killing the suite.
     code = (
         "import gilfree._countdown, gilfree.meter\n"
-        "from gilfree.backends import _Interpreters\n"
+        "from gilfree.backends.interpreters import _Interpreters\n"
         "api = _Interpreters()\n"
         "for _ in range(3):\n"
         "    i = api.create()\n"

@@ -80,7 +80,7 @@ def _bare_interpreters(count: int = 2) -> None:
         with contextlib.suppress(ImportError):
             api = importlib.import_module(name)
             break
-    # What a worker's code imports and runs (backends._INTERP_CODE), without the run.
+    # What a worker imports and runs (gilfree._interp_worker.main), without the run.
     code = (
         "import json, os, traceback\n"
         "from gilfree._worker import timed, ready\n"
