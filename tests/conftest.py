@@ -50,3 +50,14 @@ def threads_settle_to(count: int, timeout: float = 10.0) -> list[object]:
     while len(alive := our_threads()) > count and time.monotonic() < deadline:
         time.sleep(0.05)
     return alive
+
+
+@pytest.fixture
+def fewer_rounds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """At most 10 rounds a cell here: these tests check what a command or a
+    check reports, not how precise it is, and every round of an interpreters
+    cell creates subinterpreters, whose memory CPython 3.12 and 3.13 never
+    give back (python/cpython#110411)."""
+    import gilfree.plan
+
+    monkeypatch.setattr(gilfree.plan, "DEFAULT_MAX_ROUNDS", 10)

@@ -13,16 +13,7 @@ import pytest
 from gilfree.cli import main
 from gilfree.report import read_json
 
-
-@pytest.fixture(autouse=True)
-def _fewer_rounds(monkeypatch: pytest.MonkeyPatch) -> None:
-    """At most 10 rounds a cell here: these tests check what a command or a
-    check reports, not how precise it is, and every round of an interpreters
-    cell creates subinterpreters, whose memory CPython 3.12 and 3.13 never
-    give back (python/cpython#110411)."""
-    import gilfree.plan
-
-    monkeypatch.setattr(gilfree.plan, "DEFAULT_MAX_ROUNDS", 10)
+pytestmark = pytest.mark.usefixtures("fewer_rounds")
 
 
 def test_info(capsys: pytest.CaptureFixture[str]) -> None:
