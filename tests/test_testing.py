@@ -221,17 +221,20 @@ def test_benchmark_threads_records_and_compare_catches_a_lost_release(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pytester.makepyfile(test_bench_gil=BENCH_TESTS)
-    speedups = []
+    speedups: list[float] = []
+    missed: list[str] = []
     # The baseline must have had two cores to lose: on a shared 2-vCPU host a
-    # neighbour once took one for the whole baseline (two nogil threads read
-    # 221 ms, as long as two GIL-bound ones), leaving nothing to catch. Such
-    # a baseline is measured again; a lost release after a parallel one must
-    # always be caught.
+    # neighbour can take one for the whole baseline (two nogil threads then
+    # read as long as two GIL-bound ones), leaving nothing to catch; such a
+    # baseline is measured again. Each pair is two separate sessions, so a
+    # neighbour can also arrive between them and slow the baseline alone: a
+    # pair whose comparison missed is measured again too, three pairs at most.
+    # A kernel that keeps its nogil block never regresses by 25% in all three.
     for attempt in range(3):
         store = pytester.path / f"store{attempt}"
         common = [
             *("-p", "no:randomly", f"--benchmark-storage=file://{store}"),
-            "--benchmark-min-rounds=3",
+            "--benchmark-min-rounds=5",
         ]
         monkeypatch.setenv("KERNEL", "cython-nogil")
         first = pytester.runpytest_subprocess(*common, "--benchmark-save=before")
@@ -247,9 +250,15 @@ def test_benchmark_threads_records_and_compare_catches_a_lost_release(
         second = pytester.runpytest_subprocess(
             *common, "--benchmark-compare=0001", "--benchmark-compare-fail=median:25%"
         )
-        assert second.ret != 0
-        assert "Performance has regressed" in second.stdout.str() + second.stderr.str()
-        return
+        output = second.stdout.str() + second.stderr.str()
+        if second.ret != 0 and "Performance has regressed" in output:
+            return
+        missed.append(output[-1500:])
+    if missed:
+        pytest.fail(
+            f"{len(missed)} pair(s) with a parallel baseline missed the lost release;"
+            f" last output:\n{missed[-1]}"
+        )
     pytest.skip(f"this host never ran the two baseline threads in parallel: speedups {speedups}")
 
 
