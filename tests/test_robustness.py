@@ -3,6 +3,7 @@ repeated use, and many threads at once."""
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -147,6 +148,48 @@ def test_orphaned_worker_processes_do_not_outlive_a_killed_parent(tmp_path: Path
     assert alive(kids) == set()
 
 
+KILLED_PARENT_SCRIPT = """
+import sys
+from gilfree.backends import ProcessesBackend
+from gilfree.kernels import KERNELS
+
+if __name__ == "__main__":
+    ProcessesBackend(start_method=sys.argv[1]).run(KERNELS["cython-nogil"], [10**12, 10**12])
+"""
+
+
+@pytest.mark.parametrize("method", multiprocessing.get_all_start_methods())
+def test_no_worker_outlives_a_killed_parent_by_a_second(tmp_path: Path, method: str) -> None:
+    # A forkserver worker's parent is the fork server, not gilfree: the
+    # parent-death signal alone left such workers (and the fork server and
+    # resource tracker with them) running for 15-30 s. Every process started
+    # for the run must be gone within a second of the gilfree process.
+    from interrupting import _children
+
+    script = tmp_path / "run_processes.py"
+    script.write_text(KILLED_PARENT_SCRIPT)
+    proc = subprocess.Popen([sys.executable, str(script), method])
+    try:
+        deadline = time.monotonic() + 60
+        kids: set[int] = set()
+        while time.monotonic() < deadline and len(alive(kids)) < 2:
+            kids = _children(proc.pid)
+            time.sleep(0.05)
+        time.sleep(1.0)  # the workers are past start-up, counting
+        kids = alive(_children(proc.pid))
+        assert len(kids) >= 2, "the workers never started"
+        proc.kill()
+    finally:
+        proc.wait()
+    gone_by = time.monotonic() + 1.0
+    while alive(kids) and time.monotonic() < gone_by:
+        time.sleep(0.02)
+    left = alive(kids)
+    for pid in left:  # a failure must not leave them counting for ever
+        os.kill(pid, signal.SIGKILL)
+    assert left == set(), f"{method}: {len(left)} process(es) outlived the killed parent by 1 s"
+
+
 def test_a_worker_waiting_at_the_start_line_leaves_when_orphaned() -> None:
     """Where PR_SET_PDEATHSIG is missing (not Linux), a ready worker whose
     parent is gone must not wait for a go that never comes: it polls its
@@ -159,7 +202,7 @@ b._die_with_parent = lambda: None
 ctx = multiprocessing.get_context("fork")
 go = ctx.Event()
 recv, send = ctx.Pipe(duplex=False)
-p = ctx.Process(target=b._process_main, args=(send, go, "cython-nogil", 10), daemon=True)
+p = ctx.Process(target=b._process_main, args=(send, go, "cython-nogil", 10, os.getpid()), daemon=True)
 p.start()
 assert recv.recv() == ("ready", None)
 print(p.pid, flush=True)

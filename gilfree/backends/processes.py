@@ -43,11 +43,58 @@ def _die_with_parent() -> None:
             ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
-def _process_main(conn: Any, go: Any, kernel: KernelRef, n: int) -> None:
+def _die_with(owner: int) -> None:
+    """Kill this worker as soon as ``owner``, the gilfree process that started
+    it, is gone, however it went (SIGKILL runs no clean-up of its own).
+
+    ``PR_SET_PDEATHSIG`` covers a worker whose parent is the owner (``fork``,
+    ``spawn``). A ``forkserver`` worker's parent is the fork server, which
+    outlives the owner by seconds, so a daemon thread waits on a pidfd of
+    the owner (readable once it exits; blocked in the kernel, it costs no
+    CPU), or, without pidfds, polls it every 0.2 s.
+    """
+    import signal
+    import threading
+
+    _die_with_parent()
+    if os.getppid() == owner:
+        return
+
+    def die() -> None:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    try:
+        pidfd: int | None = os.pidfd_open(owner)
+    except ProcessLookupError:  # gone already
+        die()
+        return
+    except (AttributeError, OSError):  # no pidfds: not Linux, or Linux before 5.3
+        pidfd = None
+
+    def watch() -> None:
+        if pidfd is not None:
+            import select
+
+            select.select([pidfd], [], [])
+        else:
+            while True:
+                time.sleep(0.2)
+                try:
+                    os.kill(owner, 0)
+                except ProcessLookupError:
+                    break
+                except PermissionError:  # alive, as another user: a reused pid
+                    break
+        die()
+
+    threading.Thread(target=watch, name="gilfree-owner-watch", daemon=True).start()
+
+
+def _process_main(conn: Any, go: Any, kernel: KernelRef, n: int, owner: int) -> None:
     """Entry point of a worker process: report ready, wait for go, run, report."""
     try:
         parent = os.getppid()
-        _die_with_parent()
+        _die_with(owner)
         try:
             ready(kernel)
         except Exception as exc:  # the kernel cannot be loaded in this process
@@ -99,7 +146,7 @@ class ProcessesBackend(Backend):
                 recv, send = ctx.Pipe(duplex=False)
                 p = ctx.Process(
                     target=_process_main,
-                    args=(send, go, ref, n),
+                    args=(send, go, ref, n, os.getpid()),
                     name=f"gilfree-worker-{i}",
                     daemon=True,
                 )
