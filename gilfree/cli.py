@@ -1,8 +1,10 @@
 """The ``gilfree`` command: a thin layer over the public API.
 
 Exit status: 0 success, 1 a measurement failed (a worker raised or died, a
-cell timed out, a cell is unsupported in ``run``), 2 bad arguments, 130
-interrupted (after printing, and writing to ``--json``, the cells measured).
+cell timed out, a cell is unsupported in ``run``, the ``--json`` log could not
+be written to the end), 2 bad arguments, 130 interrupted by Ctrl-C and 143
+by SIGTERM (both after printing, and writing to ``--json``, the cells
+measured).
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ import argparse
 import contextlib
 import os
 import re
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NoReturn
 
@@ -157,14 +161,32 @@ def parse_plot_path(text: str) -> str:
 
 
 def _writable(text: str) -> str:
+    """A path this process can create or append to, tried for real (a folder
+    in ``/proc`` or a read-only file system passes a permission check and
+    still fails the write)."""
+    if not text:
+        raise argparse.ArgumentTypeError("an empty path; give a file name (or - for the terminal)")
     folder = os.path.dirname(os.path.abspath(text)) or "."
     if os.path.isdir(text):
         raise argparse.ArgumentTypeError(f"{text!r} is a directory; give a file path")
+    if text.endswith(("/", os.sep)):
+        raise argparse.ArgumentTypeError(f"{text!r} ends in a slash: give a file path")
     if not os.path.isdir(folder):
         raise argparse.ArgumentTypeError(f"cannot write {text!r}: folder {folder!r} does not exist")
-    if not os.access(folder, os.W_OK) or (os.path.exists(text) and not os.access(text, os.W_OK)):
-        raise argparse.ArgumentTypeError(f"cannot write {text!r}: permission denied")
+    try:
+        if os.path.exists(text):
+            open(text, "ab").close()  # opened only to try: nothing is cut
+        else:
+            open(text, "xb").close()
+            os.unlink(text)
+    except OSError as exc:
+        raise argparse.ArgumentTypeError(f"cannot write {text!r}: {_why(exc)}") from None
     return text
+
+
+def _why(exc: OSError) -> str:
+    """An OS error in words, without its errno and path (the message names the path)."""
+    return (exc.strerror or str(exc)).lower()
 
 
 def parse_scheduler(text: str) -> str:
@@ -524,9 +546,15 @@ def _progress(args: argparse.Namespace) -> Iterator[ProgressHook]:
 
 class _Recorder:
     """The cells of one measuring command, kept as they complete and streamed
-    to ``--json``, so an interrupted run can still print and keep them. The
-    file is opened with the first cell (or the end), so arguments refused
-    before any work leave none behind."""
+    to ``--json``, so an interrupted run can still print and keep them.
+
+    :meth:`open` writes the start line once the arguments are checked and
+    before any work, so a path that cannot be written (``/dev/full``) is
+    refused at once; arguments refused after it (:meth:`discard`) leave no
+    file behind. A write that fails during the run stops the log, not the
+    measurement: the table still shows every cell, stderr says what the file
+    lacks, and the exit status is 1.
+    """
 
     def __init__(self, args: argparse.Namespace) -> None:
         self.path: str | None = args.json
@@ -534,23 +562,65 @@ class _Recorder:
         self.results: list[Result] = []
         self.meta: dict[str, Any] = {}
         self.log: Any = None
+        self.created = False
+        self.lost: str | None = None  # why the log stopped early
 
-    def _log(self) -> Any:
-        if self.log is None and self.path:
-            from gilfree.results import JsonLog
+    def open(self) -> None:
+        if not self.path:
+            return
+        from gilfree.results import JsonLog
 
+        existed = self.path == "-" or os.path.exists(self.path)
+        try:
             self.log = JsonLog(self.path, command=self.argv, context=context().__dict__)
-        return self.log
+        except OSError as exc:
+            if not existed and os.path.exists(self.path):
+                os.unlink(self.path)
+            raise _Usage(f"cannot write --json {self.path}: {_why(exc)}") from None
+        self.created = not existed
+
+    def discard(self) -> None:
+        """The arguments were refused after :meth:`open`: remove what it wrote."""
+        if self.log is not None:
+            self.log.close()
+            if self.created and self.path:
+                os.unlink(self.path)
+        self.log = self.path = None
+
+    def _write(self, write: Callable[..., None], *args: Any, **kwargs: Any) -> None:
+        if self.log is None:
+            return
+        try:
+            write(*args, **kwargs)
+        except OSError as exc:
+            where = "to standard output" if self.path == "-" else self.path
+            self.lost = (
+                f"writing the JSON log {where} failed ({_why(exc)}); it holds "
+                f"{self.log.cells} of the cells, and the table shows them all"
+            )
+            print(f"gilfree: {self.lost}", file=sys.stderr)
+            if self.path == "-":
+                _silence_stdout()  # the reader left: later output would fail again
+            else:
+                self.log.close()
+            self.log = None
 
     def add(self, result: Result) -> None:
         self.results.append(result)
-        if log := self._log():
-            log.cell(result)
+        self._write(lambda: self.log.cell(result))
 
     def end(self, status: str) -> None:
-        if log := self._log():
-            log.end(status, failed_cells=sum(r.failed for r in self.results), **self.meta)
-            self.path = self.log = None  # ended: nothing more is written
+        failed = sum(r.failed for r in self.results)
+        self._write(lambda: self.log.end(status, failed_cells=failed, **self.meta))
+        self.path = self.log = None  # ended: nothing more is written
+
+
+def _silence_stdout() -> None:
+    """Point standard output at /dev/null (its reader closed the pipe), so the
+    interpreter's flush at exit does not fail too."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def _measure(
@@ -697,7 +767,15 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         from gilfree.plot import plot
 
         if any(r.ok for r in results):
-            plot(results, args.plot)
+            try:
+                plot(results, args.plot)
+            except OSError as exc:  # the disk filled, or the file went, during the run
+                print(
+                    f"gilfree: writing the plot {args.plot} failed ({_why(exc)}); "
+                    "the table above has the results",
+                    file=sys.stderr,
+                )
+                return 1
             print(f"plot written to {args.plot}", file=sys.stderr)
         else:
             print("gilfree: no cell ran, so there is nothing to plot", file=sys.stderr)
@@ -766,7 +844,12 @@ def cmd_info(args: argparse.Namespace) -> int:
         "start_methods": multiprocessing.get_all_start_methods(),
     }
     if args.json:
-        write_json(data, args.json)
+        try:
+            write_json(data, args.json)
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            _usage_error(args, f"cannot write --json {args.json}: {_why(exc)}")
         if args.json == "-":
             return 0
     lines = [
@@ -846,30 +929,66 @@ def main(argv: Sequence[str] | None = None) -> int:
     measuring = args.command != "info"
     if measuring:
         _check_together(args)
-    try:
-        if measuring:
-            args.recorder = _Recorder(args)
-        status = COMMANDS[args.command](args)
-        if measuring:
-            args.recorder.end("complete" if status == 0 else "failed")
-        return status
-    except _Usage as exc:
-        _usage_error(args, str(exc))
-    except WorkerError as exc:
-        if measuring:
-            args.recorder.end("failed")
-        print(f"gilfree: a worker failed: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        if measuring and hasattr(args, "recorder"):
-            _interrupted(args)
-        print("gilfree: interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:  # gilfree info | head: the reader left; say nothing more
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return 0
+    with _sigterm_as_interrupt():
+        try:
+            if measuring:
+                args.recorder = _Recorder(args)
+                args.recorder.open()
+            status = COMMANDS[args.command](args)
+            if measuring:
+                args.recorder.end("complete" if status == 0 else "failed")
+                if args.recorder.lost:
+                    print(f"gilfree: {args.recorder.lost}", file=sys.stderr)
+                    status = status or 1
+            return status
+        except _Usage as exc:
+            if measuring:
+                args.recorder.discard()
+            _usage_error(args, str(exc))
+        except WorkerError as exc:
+            if measuring:
+                args.recorder.end("failed")
+            print(f"gilfree: a worker failed: {exc}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt as exc:
+            if measuring and hasattr(args, "recorder"):
+                _interrupted(args)
+            if isinstance(exc, Terminated):
+                print("gilfree: terminated (SIGTERM)", file=sys.stderr)
+                return 128 + signal.SIGTERM
+            print("gilfree: interrupted", file=sys.stderr)
+            return 130
+        except BrokenPipeError:  # gilfree info | head: the reader left; say nothing more
+            _silence_stdout()
+            return 0
     return 0  # pragma: no cover - parser.error exits
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C would be, so a terminated run stops its
+    workers, prints the cells measured so far and ends its JSON log
+    ``interrupted``, exactly as Ctrl-C does (exit status 143)."""
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    owner = os.getpid()
+
+    def handler(signum: int, frame: Any) -> None:
+        if os.getpid() != owner:  # a forked worker inherited this: die as SIGTERM asks
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+        raise Terminated
+
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

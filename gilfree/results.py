@@ -10,6 +10,7 @@ capacity, warnings) are derived from those rounds on demand.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import math
@@ -621,7 +622,11 @@ class JsonLog:
         self.path = path
         self.cells = 0
         self._file = sys.stdout if path == "-" else open(path, "w", encoding="utf-8")  # noqa: SIM115
-        self._write({"record": "start", "gilfree": __version__, **meta})
+        try:
+            self._write({"record": "start", "gilfree": __version__, **meta})
+        except BaseException:
+            self.close()
+            raise
 
     def _write(self, record: dict[str, Any]) -> None:
         self._file.write(json.dumps(_clean(record), allow_nan=False) + "\n")
@@ -635,7 +640,14 @@ class JsonLog:
     def end(self, status: str, **meta: Any) -> None:
         """Write the end line and close the file (standard output stays open)."""
         self._write({"record": "end", "status": status, "cells": self.cells, **meta})
-        if self._file is not sys.stdout:
+        self.close()
+
+    def close(self) -> None:
+        """Close the file (standard output stays open). A failed write leaves
+        its line in the buffer; closing drops it rather than failing again."""
+        if self._file is sys.stdout or self._file.closed:
+            return
+        with contextlib.suppress(OSError):
             self._file.close()
 
 

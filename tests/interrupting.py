@@ -104,10 +104,11 @@ def interrupt_cli(
     after_s: float = 0.5,
     workers: int = 2,
     cwd: str | os.PathLike[str] | None = None,
+    sig: int = signal.SIGINT,
 ) -> Interrupted:
     """Run ``gilfree ARGS --json JSON_PATH``, wait until its workers on
     ``backend`` exist (threads or child processes) and have run ``after_s``,
-    send SIGINT, and time the exit.
+    send SIGINT (or ``sig``), and time the exit.
 
     The serial baseline runs in the CLI's main thread and starts nothing, so
     the counts rise only when the backend's cell starts its workers."""
@@ -142,13 +143,13 @@ def interrupt_cli(
         raise AssertionError(f"the run ended or never started its workers:\n{out}\n{err}")
     seen |= _children(proc.pid)
     sent = time.monotonic()
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     try:
         out, err = proc.communicate(timeout=60)
     except subprocess.TimeoutExpired:
         proc.kill()
         out, err = proc.communicate()
-        raise AssertionError(f"no exit within 60 s of SIGINT:\n{out}\n{err}") from None
+        raise AssertionError(f"no exit within 60 s of {sig!r}:\n{out}\n{err}") from None
     latency = time.monotonic() - sent
     time.sleep(0.2)  # a child killed by the parent's clean-up needs a moment to be reaped
     return Interrupted(proc.returncode, latency, sent - started, out, err, alive(seen) - {proc.pid})

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -129,6 +131,13 @@ def test_run_unsupported_cell_exits_1(capsys: pytest.CaptureFixture[str]) -> Non
         (["sweep", "--plot", "/nonexistent/dir/p.png"], "does not exist"),
         (["sweep", "--plot", "p.pdf"], ".png"),
         (["sweep", "--json", "/dev/null/out.json"], "does not exist"),
+        # Tried for real before any work: a permission check passes all four.
+        (["run", "-k", "cython-nogil", "--json", "/dev/full"], "no space left on device"),
+        (["info", "--json", "/dev/full"], "no space left on device"),
+        (["run", "--json", "/proc/version"], "cannot write '/proc/version'"),
+        (["sweep", "--plot", "/proc/version.png"], "cannot write '/proc/version.png'"),
+        (["run", "--json", "newdir/"], "'newdir/' ends in a slash: give a file path"),
+        (["run", "--json", ""], "an empty path"),
         (["check", "no_such_module_xyz:f"], "no_such_module_xyz"),
         (["check", "os:no_such_function"], "no_such_function"),
         (["run", "--max-time", "0"], "give seconds between 0 and 86400"),
@@ -168,6 +177,63 @@ def test_unwritable_json_path(tmp_path, capsys: pytest.CaptureFixture[str]) -> N
     with pytest.raises(SystemExit):
         main(["run", "--json", str(ro / "x.json")])
     assert "permission denied" in capsys.readouterr().err
+
+
+def test_a_json_write_failing_mid_run_keeps_the_table_and_says_what_was_lost(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from gilfree.results import JsonLog
+
+    def disk_full(self: JsonLog, result: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(JsonLog, "cell", disk_full)
+    path = tmp_path / "r.jsonl"
+    argv = ["sweep", "-k", "cython-nogil", "-b", "threads", "-w", "1,2", "-n", "10**6"]
+    assert main([*argv, "--repeats", "1", "--precision", "off", "--json", str(path)]) == 1
+    out, err = capsys.readouterr()
+    assert "cython-nogil" in out and "threads" in out  # the table, every cell
+    assert "writing the JSON log" in err and "no space left on device" in err
+    assert "holds 0 of the cells" in err and "Traceback" not in err
+    assert read_json(str(path))["status"] == "cut off"  # the start line only
+
+
+def test_a_plot_write_failing_after_the_run_keeps_the_table(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("matplotlib")
+    import gilfree.plot
+
+    def disk_full(results: object, path: str) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(gilfree.plot, "plot", disk_full)
+    argv = ["sweep", "-k", "cython-nogil", "-b", "threads", "-w", "2", "-n", "10**6"]
+    plot = str(tmp_path / "p.png")
+    assert main([*argv, "--repeats", "1", "--precision", "off", "--plot", plot]) == 1
+    out, err = capsys.readouterr()
+    assert "cython-nogil" in out
+    assert f"writing the plot {plot} failed (no space left on device)" in err
+
+
+def test_json_to_a_closed_pipe_says_so_and_exits_1() -> None:
+    # `gilfree sweep --json - | head -1`: the reader leaves after the start
+    # line; the table still reaches stderr and the exit status says the
+    # JSON was cut.
+    cmd = [sys.executable, "-m", "gilfree", "sweep", "-k", "cython-nogil,python", "-b"]
+    cmd += ["threads", "-w", "1,2", "-n", "10**6", "--repeats", "1", "--precision", "off"]
+    proc = subprocess.Popen(
+        [*cmd, "--json", "-"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    first = proc.stdout.readline()
+    proc.stdout.close()  # as head does after one line
+    with proc.stderr:
+        err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 1, err
+    assert json.loads(first)["record"] == "start"
+    assert "writing the JSON log to standard output failed (broken pipe)" in err
+    assert "python" in err and "Traceback" not in err  # the table, on stderr
 
 
 def test_help_explains_every_command() -> None:

@@ -28,11 +28,13 @@ needs_interpreters = pytest.mark.skipif(
 SIGINT_EXIT_S = 1.0
 
 
-def _assert_clean_interrupt(result, json_path: Path, dask: bool = False) -> dict:  # type: ignore[no-untyped-def,type-arg]
-    assert result.returncode == 130, result.stderr
-    assert "gilfree: interrupted" in result.stderr
+def _assert_clean_interrupt(  # type: ignore[no-untyped-def]
+    result, json_path: Path, dask: bool = False, code: int = 130, said: str = "interrupted"
+) -> dict:  # type: ignore[type-arg]
+    assert result.returncode == code, result.stderr
+    assert f"gilfree: {said}" in result.stderr
     if dask:  # distributed logs its abandoned gather ("Task exception ... AllExit")
-        assert "gilfree" not in result.stderr.split("gilfree: interrupted", 1)[0]
+        assert "gilfree" not in result.stderr.split(f"gilfree: {said}", 1)[0]
     else:
         assert "Traceback" not in result.stderr
     assert result.leftovers == set(), "worker processes outlived the CLI"
@@ -101,6 +103,42 @@ def test_ctrl_c_prints_and_keeps_the_cells_already_measured(tmp_path: Path) -> N
     assert data["end"]["cells"] == 1
     assert "interrupted: the cells measured before Ctrl-C" in result.stdout
     assert "processes" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("backend", "kernel"), [("threads", "python"), ("processes", "cython-nogil")]
+)
+def test_sigterm_stops_a_run_as_ctrl_c_does(tmp_path: Path, backend: str, kernel: str) -> None:
+    # A service manager or `timeout` sends SIGTERM: the workers stop, the
+    # cells so far are printed, the log ends "interrupted", and the status
+    # says which signal it was (128 + 15).
+    path = tmp_path / "out.jsonl"
+    args = cli_command("sweep", backend, kernel)
+    args[args.index("-w") + 1] = "1,2"
+    result = interrupt_cli(args, backend, path, sig=signal.SIGTERM)
+    data = _assert_clean_interrupt(result, path, code=143, said="terminated (SIGTERM)")
+    assert data["end"]["cells"] == len(data["results"])
+
+
+def test_sigterm_before_the_first_cell_leaves_a_log_that_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "out.jsonl"
+    cmd = [sys.executable, "-m", "gilfree", *cli_command("run", "threads", "python", 2.0)]
+    proc = subprocess.Popen(
+        [*cmd, "--json", str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (path.exists() and path.read_text()):
+            time.sleep(0.02)
+        time.sleep(0.3)  # in the serial baseline, which runs for 4 s
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143, err
+    assert "before any cell was measured" in err and "Traceback" not in err
+    data = read_json(str(path))
+    assert data["status"] == "interrupted" and data["results"] == []
 
 
 @pytest.mark.slow  # kills a sweep after its first cell
@@ -202,7 +240,8 @@ b._die_with_parent = lambda: None
 ctx = multiprocessing.get_context("fork")
 go = ctx.Event()
 recv, send = ctx.Pipe(duplex=False)
-p = ctx.Process(target=b._process_main, args=(send, go, "cython-nogil", 10, os.getpid()), daemon=True)
+args = (send, go, "cython-nogil", 10, os.getpid())
+p = ctx.Process(target=b._process_main, args=args, daemon=True)
 p.start()
 assert recv.recv() == ("ready", None)
 print(p.pid, flush=True)
