@@ -173,10 +173,68 @@ class Watch:
 
 def _can_watch_sigint() -> bool:
     """Ctrl-C is worth watching when it raises KeyboardInterrupt (Python's
-    default handler) in the main thread of the main interpreter."""
+    default handler, or :func:`counting_sigints`') in the main thread of the
+    main interpreter."""
     if threading.current_thread() is not threading.main_thread():
         return False
     try:
-        return signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        return signal.getsignal(signal.SIGINT) in (signal.default_int_handler, _count_sigint)
     except ValueError:
         return False
+
+
+# ------------------------------------------------------------ real Ctrl-C, counted
+
+_sigints = 0
+
+
+def _count_sigint(signum: int, frame: object) -> None:
+    global _sigints
+    _sigints += 1
+    signal.default_int_handler(signum, frame)  # type: ignore[arg-type]
+
+
+@contextlib.contextmanager
+def counting_sigints() -> Iterator[None]:
+    """While the block runs, count the SIGINTs that reach this process
+    (Ctrl-C raises KeyboardInterrupt as before). Python runs the handler in
+    the main thread before the exception is raised, so code that catches a
+    KeyboardInterrupt can tell a real Ctrl-C (the count moved,
+    :func:`sigint_count`) from one that a user's function raised itself.
+    Outside the main thread, or where another handler is set, it does nothing."""
+    try:
+        if (
+            threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+        ):
+            yield
+            return
+        previous = signal.signal(signal.SIGINT, _count_sigint)
+    except ValueError:  # not the main interpreter
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def sigint_count() -> int | None:
+    """SIGINTs counted so far, or None where they are not being counted."""
+    try:
+        counting = signal.getsignal(signal.SIGINT) is _count_sigint
+    except ValueError:
+        return None
+    return _sigints if counting else None
+
+
+def is_ctrl_c(exc: BaseException, count_before: int | None) -> bool:
+    """Whether ``exc``, caught in this thread, may be a real Ctrl-C: a
+    KeyboardInterrupt in the main thread, unless SIGINTs are counted and none
+    came since ``count_before``. Another thread never receives one: there
+    a KeyboardInterrupt was raised by the code itself."""
+    if not isinstance(exc, KeyboardInterrupt):
+        return False
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    return count_before is None or sigint_count() != count_before

@@ -15,8 +15,11 @@ threads help: 1.96x at 2 workers, GIL contention 0%
 
 A callable that cannot be sent to a backend (not picklable for processes,
 not importable in a subinterpreter) gets an ``unsupported`` cell saying why;
-the other backends still run. A callable that raises stops the check: the
-exception propagates, with the function's own traceback.
+the other backends still run. A callable that raises in the serial baseline
+stops the check: the exception propagates, with the function's own traceback.
+One that raises in its workers fails that cell. ``KeyboardInterrupt`` or
+``SystemExit`` raised by the function itself come as :class:`FunctionExit`,
+so they never pass for Ctrl-C or end the caller.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from gilfree.plan import DEFAULT_MAX_TIME, DEFAULT_PRECISION, DEFAULT_ROUNDS
 __all__ = [
     "Calls",
     "CheckReport",
+    "FunctionExit",
     "ResolveError",
     "as_kernel",
     "callable_name",
@@ -74,6 +78,9 @@ def resolve(target: str) -> Callable[..., Any]:
         )
     if "" not in sys.path:
         sys.path.insert(0, "")  # the current folder, like python -m
+    from gilfree._watch import is_ctrl_c, sigint_count
+
+    sigints = sigint_count()
     try:
         obj: Any = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
@@ -85,6 +92,13 @@ def resolve(target: str) -> Callable[..., Any]:
         raise ResolveError(f"importing {module_name!r} failed: {_one_line(exc)}") from None
     except Exception as exc:
         raise ResolveError(f"importing {module_name!r} failed: {_one_line(exc)}") from None
+    except (KeyboardInterrupt, SystemExit) as exc:  # the module's own, at import
+        if is_ctrl_c(exc, sigints):
+            raise
+        raise ResolveError(
+            f"importing {module_name!r} failed: it raised {type(exc).__name__}"
+            f"{_exit_args(exc)} at import"
+        ) from None
     walked = module_name
     for part in attr_path.split("."):
         if not hasattr(obj, part):
@@ -101,6 +115,14 @@ def _one_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+class FunctionExit(Exception):
+    """The user's function raised :class:`KeyboardInterrupt` or
+    :class:`SystemExit` (``sys.exit(3)``) itself. It is carried as an
+    ordinary exception, chained to the original, so that it fails the cell
+    (or, in the serial baseline, the check, with its traceback) like any other
+    error, instead of stopping gilfree as a real Ctrl-C or an exit would."""
+
+
 @dataclass(frozen=True)
 class Calls:
     """``Calls(fn, args, kwargs)(n)`` calls ``fn(*args, **kwargs)`` n times and
@@ -113,10 +135,24 @@ class Calls:
     kwargs: Mapping[str, Any] | None = None
 
     def __call__(self, n: int) -> int:
+        from gilfree._watch import is_ctrl_c, sigint_count
+
         fn, args, kwargs = self.fn, self.args, self.kwargs or {}
-        for _ in range(n):
-            fn(*args, **kwargs)
+        sigints = sigint_count()
+        try:
+            for _ in range(n):
+                fn(*args, **kwargs)
+        except (KeyboardInterrupt, SystemExit) as exc:
+            if is_ctrl_c(exc, sigints):
+                raise
+            raise FunctionExit(
+                f"{callable_name(fn)} raised {type(exc).__name__}{_exit_args(exc)} itself"
+            ) from exc
         return n
+
+
+def _exit_args(exc: BaseException) -> str:
+    return f"({', '.join(map(repr, exc.args))})" if exc.args else ""
 
 
 def callable_name(fn: Callable[..., Any]) -> str:
@@ -217,7 +253,9 @@ def check(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> CheckReport:
     of :func:`check_call` (2 workers, each calling it once per round, 5
     repeats); every argument after ``fn`` goes to ``fn``.
 
-    Raises whatever ``fn`` raises (the check stops there).
+    Raises whatever ``fn`` raises in the serial baseline (the check stops
+    there); :class:`FunctionExit` where that is :class:`KeyboardInterrupt`
+    or :class:`SystemExit` of its own, and not a real Ctrl-C.
     """
     return check_call(fn, args, kwargs)
 

@@ -919,6 +919,15 @@ COMMANDS = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``gilfree`` and ``python -m gilfree``; returns the exit status."""
+    from gilfree._watch import counting_sigints
+
+    # SIGTERM stops a run as Ctrl-C does; real Ctrl-Cs are counted, so that a
+    # KeyboardInterrupt the user's function raises itself is its failure.
+    with _sigterm_as_interrupt(), counting_sigints():
+        return _main(argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args_list = list(sys.argv[1:] if argv is None else argv)
     bare_options = args_list and args_list[0].startswith("-")
@@ -929,38 +938,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     measuring = args.command != "info"
     if measuring:
         _check_together(args)
-    with _sigterm_as_interrupt():
-        try:
-            if measuring:
-                args.recorder = _Recorder(args)
-                args.recorder.open()
-            status = COMMANDS[args.command](args)
-            if measuring:
-                args.recorder.end("complete" if status == 0 else "failed")
-                if args.recorder.lost:
-                    print(f"gilfree: {args.recorder.lost}", file=sys.stderr)
-                    status = status or 1
-            return status
-        except _Usage as exc:
-            if measuring:
-                args.recorder.discard()
-            _usage_error(args, str(exc))
-        except WorkerError as exc:
-            if measuring:
-                args.recorder.end("failed")
-            print(f"gilfree: a worker failed: {exc}", file=sys.stderr)
-            return 1
-        except KeyboardInterrupt as exc:
-            if measuring and hasattr(args, "recorder"):
-                _interrupted(args)
-            if isinstance(exc, Terminated):
-                print("gilfree: terminated (SIGTERM)", file=sys.stderr)
-                return 128 + signal.SIGTERM
-            print("gilfree: interrupted", file=sys.stderr)
-            return 130
-        except BrokenPipeError:  # gilfree info | head: the reader left; say nothing more
-            _silence_stdout()
-            return 0
+    try:
+        if measuring:
+            args.recorder = _Recorder(args)
+            args.recorder.open()
+        status = COMMANDS[args.command](args)
+        if measuring:
+            args.recorder.end("complete" if status == 0 else "failed")
+            if args.recorder.lost:
+                print(f"gilfree: {args.recorder.lost}", file=sys.stderr)
+                status = status or 1
+        return status
+    except _Usage as exc:
+        if measuring:
+            args.recorder.discard()
+        _usage_error(args, str(exc))
+    except WorkerError as exc:
+        if measuring:
+            args.recorder.end("failed")
+        print(f"gilfree: a worker failed: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt as exc:
+        if measuring and hasattr(args, "recorder"):
+            _interrupted(args)
+        if isinstance(exc, Terminated):
+            print("gilfree: terminated (SIGTERM)", file=sys.stderr)
+            return 128 + signal.SIGTERM
+        print("gilfree: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # gilfree info | head: the reader left; say nothing more
+        _silence_stdout()
+        return 0
     return 0  # pragma: no cover - parser.error exits
 
 

@@ -232,6 +232,68 @@ def test_cli_check_of_a_raising_function_exits_1_with_its_traceback(
     assert "Traceback" in err and "ValueError: boom" in err
 
 
+@pytest.mark.parametrize("backend", ["threads", "processes"])
+def test_a_keyboardinterrupt_the_function_raises_fails_its_cell_not_the_run(
+    backend: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Raised by the function in its workers: the cell fails (exit 1), the
+    # log ends "failed", and nothing reads as Ctrl-C.
+    path = tmp_path / "out.jsonl"
+    argv = ["check", "userfuncs:interrupt_in_workers", "-b", backend, "--repeats", "1"]
+    code = main([*argv, "--precision", "off", "--json", str(path)])
+    err = capsys.readouterr().err
+    assert code == 1, err
+    assert "interrupted" not in err
+    data = read_json(str(path))
+    assert data["status"] == "failed"
+    (cell,) = data["results"]
+    assert cell["status"] == "failed"
+    assert "KeyboardInterrupt" in cell["reason"]
+
+
+def test_sys_exit_in_the_function_is_its_traceback_not_gilfrees_exit(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "out.jsonl"
+    code = main(["check", "userfuncs:exit_now", "3", "-b", "threads", "--json", str(path)])
+    err = capsys.readouterr().err
+    assert code == 1, err  # not gilfree ending silently with the function's 3
+    assert "userfuncs:exit_now raised; the check stopped." in err
+    assert "Traceback" in err and "SystemExit: 3" in err
+    assert "FunctionExit: userfuncs:exit_now raised SystemExit(3) itself" in err
+    assert read_json(str(path))["status"] == "failed"
+
+
+def test_a_module_that_exits_at_import_is_refused_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "exits_at_import.py").write_text("import sys\nsys.exit(3)\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(SystemExit) as info:
+        main(["check", "exits_at_import:f"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "importing 'exits_at_import' failed: it raised SystemExit(3) at import" in err
+
+
+def test_a_real_sigint_still_interrupts_where_the_function_raised_one_counts_as_its_own() -> None:
+    # The same exception type, told apart by whether a SIGINT arrived: the
+    # serial baseline runs in the main thread, where Ctrl-C lands.
+    from gilfree._watch import counting_sigints
+    from gilfree.checker import FunctionExit
+
+    with counting_sigints():
+        with pytest.raises(KeyboardInterrupt):
+            Calls(userfuncs.sigint_self)(1)
+        with pytest.raises(FunctionExit, match="raised KeyboardInterrupt"):
+            Calls(_raise_keyboard_interrupt)(1)
+
+
+def _raise_keyboard_interrupt() -> None:
+    raise KeyboardInterrupt
+
+
 def test_cli_check_in_a_subprocess_from_the_users_folder() -> None:
     # As a user runs it: the module sits in the current folder.
     proc = subprocess.run(

@@ -77,3 +77,32 @@ def ignore_sigterm(seconds: float) -> None:
         return
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     time.sleep(seconds)
+
+
+def interrupt_in_workers() -> None:
+    """Raises KeyboardInterrupt itself in a worker thread or process only:
+    the serial baseline (in the main thread) runs fine, the cell fails."""
+    import multiprocessing
+    import threading
+
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or multiprocessing.parent_process() is not None
+    ):
+        raise KeyboardInterrupt("raised by the function, not Ctrl-C")
+
+
+def exit_now(code: int) -> None:
+    """Calls sys.exit(code), wherever it runs."""
+    import sys
+
+    sys.exit(code)
+
+
+def sigint_self() -> None:
+    """A real SIGINT to this process, as Ctrl-C sends; then waits for it."""
+    import os
+    import signal
+
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(5)
