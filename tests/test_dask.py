@@ -147,6 +147,50 @@ def test_cli_unreachable_scheduler_exits_2_before_any_work(
     assert time.monotonic() - started < 15
 
 
+def test_cli_scheduler_at_a_live_port_that_is_not_dask_exits_2_within_seconds(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # A web server accepts the connection and waits for a request: a Client
+    # would wait with it for minutes.
+    import http.server
+    import threading
+
+    from gilfree.cli import main
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        address = f"tcp://127.0.0.1:{server.server_address[1]}"
+        started = time.monotonic()
+        with pytest.raises(SystemExit) as info:
+            main(["run", "-b", "dask", "--scheduler", address, "-n", "1000"])
+        took = time.monotonic() - started
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "answers, but not as a Dask scheduler" in err and len(err.splitlines()) == 1
+    assert took < 5
+
+
+def test_a_real_schedulers_handshake_is_recognised() -> None:
+    from distributed import LocalCluster
+
+    from gilfree.dask_backend import reachable
+
+    with LocalCluster(
+        n_workers=0,
+        processes=False,
+        host="127.0.0.1",
+        dashboard_address=None,
+        scheduler_kwargs={"protocol": "tcp"},  # in one process it would be inproc://
+    ) as cluster:
+        assert cluster.scheduler_address.startswith("tcp://")
+        reachable(cluster.scheduler_address)  # no error
+
+
 def test_dask_is_listed_with_its_availability() -> None:
     assert DASK.availability() is None  # installed here
     assert get_backend("dask") is DASK

@@ -57,6 +57,8 @@ __all__ = [
 
 #: Seconds to wait for a scheduler given by address before giving up.
 CONNECT_TIMEOUT_S = 5.0
+#: Seconds to wait for a scheduler's handshake once connected: it sends one at once.
+HANDSHAKE_TIMEOUT_S = 2.0
 
 
 class SchedulerUnreachable(ConnectionError):
@@ -89,13 +91,48 @@ def reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
             "e.g. tcp://10.0.0.5:8786"
         )
     try:
-        socket.create_connection((host, port), timeout=timeout).close()
+        sock = socket.create_connection((host, port), timeout=timeout)
     except OSError as exc:
         raise SchedulerUnreachable(
             f"cannot reach the Dask scheduler at {address!r} within {timeout:g} s "
             f"({exc.strerror or type(exc).__name__}); is it running, and is the address "
             "right? Leave --scheduler out to start a local cluster"
         ) from None
+    with sock:
+        if url.scheme == "tcp" and not _speaks_dask(sock, min(timeout, HANDSHAKE_TIMEOUT_S)):
+            raise SchedulerUnreachable(
+                f"{address!r} answers, but not as a Dask scheduler (no Dask handshake within "
+                f"{min(timeout, HANDSHAKE_TIMEOUT_S):g} s): is the port right? A scheduler "
+                "prints its address when it starts (tcp://host:8786 by default). Leave "
+                "--scheduler out to start a local cluster"
+            )
+
+
+def _speaks_dask(sock: Any, timeout: float) -> bool:
+    """Whether the server on ``sock`` opens with a Dask comm handshake.
+
+    A Dask server writes its handshake as soon as it accepts a connection,
+    framed as distributed's TCP comm frames every message: the message's
+    length in bytes, the number of frames, then each frame's length (all
+    little-endian uint64). Any other server (a web server waits for a
+    request) sends nothing, or something that does not add up."""
+    import struct
+
+    sock.settimeout(timeout)
+    header = b""
+    end = time.monotonic() + timeout
+    try:
+        while len(header) < 16 and time.monotonic() < end:
+            chunk = sock.recv(16 - len(header))
+            if not chunk:
+                return False
+            header += chunk
+    except OSError:  # the timeout, or the server reset the connection
+        return False
+    if len(header) < 16:
+        return False
+    total, frames = struct.unpack("<QQ", header)
+    return 0 < frames <= 64 and 8 * (1 + frames) < total <= 2**24
 
 
 def connect(address: str, timeout: float = CONNECT_TIMEOUT_S) -> Any:
