@@ -132,7 +132,7 @@ def _speaks_dask(sock: Any, timeout: float) -> bool:
     if len(header) < 16:
         return False
     total, frames = struct.unpack("<QQ", header)
-    return 0 < frames <= 64 and 8 * (1 + frames) < total <= 2**24
+    return bool(0 < frames <= 64 and 8 * (1 + frames) < total <= 2**24)
 
 
 def connect(address: str, timeout: float = CONNECT_TIMEOUT_S) -> Any:
