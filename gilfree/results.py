@@ -654,7 +654,11 @@ class JsonLog:
 def read_json(path: str) -> dict[str, Any]:
     """A :class:`JsonLog` file as ``{"start": ..., "results": [...], "end": ...}``;
     ``end`` is None when the run was cut off before it could write one, and
-    ``status`` is the end line's status, or ``"cut off"``."""
+    ``status`` is the end line's status, or ``"cut off"``.
+
+    Raises ValueError, naming the file and line, for anything that is not
+    one such log: a line that is not a record, a file cut inside its first
+    line, two logs joined end to end, a record after the end line."""
     start: dict[str, Any] | None = None
     end: dict[str, Any] | None = None
     cells: list[dict[str, Any]] = []
@@ -664,16 +668,38 @@ def read_json(path: str) -> dict[str, Any]:
                 continue
             try:
                 record = json.loads(line)
-                kind = record.pop("record")
-            except (ValueError, KeyError, AttributeError):
-                if end is None and not line.endswith("\n"):
-                    break  # a last line cut off mid-write
-                raise ValueError(f"{path}:{number}: not a gilfree JSON Lines record") from None
+            except ValueError:
+                record = None
+            kind = record.get("record") if isinstance(record, dict) else None
+            if record is None and not line.endswith("\n"):
+                # A last line cut off mid-write: the process was killed.
+                if start is None:
+                    raise ValueError(
+                        f"{path}: cut off inside its first line (the run was killed as it "
+                        "started), so it holds no cells"
+                    )
+                break
+            if kind not in ("start", "cell", "end"):
+                raise ValueError(f"{path}:{number}: not a gilfree JSON Lines record")
+            assert isinstance(record, dict)
+            del record["record"]
+            if end is not None:
+                raise ValueError(
+                    f"{path}:{number}: a {kind} record after the end line"
+                    + ("; two logs joined end to end? Keep one per file" if kind == "start" else "")
+                )
             if kind == "start":
+                if start is not None:
+                    raise ValueError(
+                        f"{path}:{number}: a second start record; two logs joined end to end? "
+                        "Keep one per file"
+                    )
                 start = record
+            elif start is None:
+                raise ValueError(f"{path}:{number}: a {kind} record before the start record")
             elif kind == "cell":
                 cells.append(record)
-            elif kind == "end":
+            else:
                 end = record
     if start is None:
         raise ValueError(f"{path}: no start record; is it a gilfree --json file?")
