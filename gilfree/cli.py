@@ -924,7 +924,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     # SIGTERM stops a run as Ctrl-C does; real Ctrl-Cs are counted, so that a
     # KeyboardInterrupt the user's function raises itself is its failure.
     with _sigterm_as_interrupt(), counting_sigints():
-        return _main(argv)
+        status = _main(argv)
+    if "gilfree.backends.interpreters" in sys.modules:
+        from gilfree.backends.interpreters import exit_if_stuck
+
+        exit_if_stuck(status)  # a normal exit would wait for them for ever
+    return status
 
 
 def _main(argv: Sequence[str] | None) -> int:

@@ -388,6 +388,43 @@ def test_a_thread_blocked_in_c_is_reported_not_waited_for_forever() -> None:
     threads_settle_to(len(our_threads()) - 1, timeout=10)  # let the sleeper end
 
 
+@needs_interpreters
+def test_a_subinterpreter_left_blocked_in_c_does_not_keep_the_process_alive(
+    tmp_path: Path,
+) -> None:
+    # CPython's shutdown waits for a subinterpreter's threads for ever: after
+    # "did not stop" the CLI wrote its table and end line and then hung.
+    path = tmp_path / "out.jsonl"
+    argv = ["check", "userfuncs:sleep_in_subinterpreters", "3600", "-b", "interpreters"]
+    argv += ["--timeout", "2", "--repeats", "1", "--precision", "off", "--no-progress"]
+    env = {**os.environ, "PYTHONPATH": str(HERE)}
+    t0 = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "gilfree", *argv, "--json", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert time.monotonic() - t0 < 60
+    assert proc.returncode == 1, proc.stderr
+    assert "did not stop" in proc.stdout
+    assert "ending the process at once: 2 subinterpreter worker(s)" in proc.stderr
+    assert read_json(str(path))["status"] == "failed"
+    # The API: the caller's script runs to its end, then the process ends (1).
+    script = (
+        "import gilfree, userfuncs\n"
+        "r = gilfree.check_call(userfuncs.sleep_in_subinterpreters, (3600,),\n"
+        "    backends=['interpreters'], repeats=1, precision=None, timeout=2)\n"
+        "print('done', r.results[0].status, flush=True)\n"
+    )
+    api = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert api.stdout.strip() == "done failed", api.stderr
+    assert api.returncode == 1 and "ending the process at once" in api.stderr
+
+
 def test_timeout_fails_one_cell_and_the_sweep_goes_on() -> None:
     seen = []
     n = 10**9

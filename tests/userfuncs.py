@@ -106,3 +106,22 @@ def sigint_self() -> None:
 
     os.kill(os.getpid(), signal.SIGINT)
     time.sleep(5)
+
+
+def sleep_in_subinterpreters(seconds: float) -> None:
+    """Sleeps in one C call in a subinterpreter only (nothing can stop it
+    there); returns at once in the main interpreter, so the serial baseline
+    runs fine."""
+    try:
+        import _interpreters as interpreters  # type: ignore[import-not-found]
+    except ImportError:
+        try:
+            import _xxsubinterpreters as interpreters  # type: ignore[import-not-found]
+        except ImportError:
+            return
+
+    def number(x: object) -> int:
+        return int(x[0] if isinstance(x, tuple) else x)  # type: ignore[call-overload]
+
+    if number(interpreters.get_current()) != number(interpreters.get_main()):
+        time.sleep(seconds)

@@ -45,6 +45,48 @@ from gilfree.meter import GILReading
 __all__ = ["InterpretersBackend"]
 
 
+#: Threads running a subinterpreter that did not stop when cancelled (code
+#: blocked in C). CPython cannot finish while one runs: its shutdown waits
+#: for the interpreter's own threads, for ever.
+_abandoned: list[threading.Thread] = []
+
+
+def stuck() -> int:
+    """How many abandoned subinterpreter workers are still running."""
+    return sum(t.is_alive() for t in _abandoned)
+
+
+def exit_if_stuck(status: int) -> None:
+    """End the process now with ``status`` if an abandoned subinterpreter
+    worker still runs, since a normal exit would wait for it for ever; the
+    caller has written and closed its files. Standard streams are flushed
+    first. Does nothing otherwise."""
+    count = stuck()
+    if not count:
+        return
+    print(
+        f"gilfree: ending the process at once: {count} subinterpreter worker(s) are blocked "
+        "in C and cannot be stopped, and CPython cannot exit normally while they run",
+        file=sys.stderr,
+    )
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(status)
+
+
+def _abandon(threads: list[threading.Thread]) -> None:
+    """Remember ``threads``, left running, and make sure the process can still
+    end: before CPython's shutdown waits for threads, :func:`exit_if_stuck`
+    ends it with status 1 (the CLI calls it first, with its own status)."""
+    if not _abandoned:
+        register = getattr(threading, "_register_atexit", None)  # runs before the wait
+        if register is not None:
+            with contextlib.suppress(RuntimeError):  # already shutting down
+                register(exit_if_stuck, 1)
+    _abandoned.extend(t for t in threads if t.is_alive())
+
+
 class _Interpreters:
     """The subinterpreter API of the running Python, behind one small interface."""
 
@@ -233,6 +275,7 @@ class InterpretersBackend(Backend):
             os.write(stop_w, b"s" * count)  # interpreted loops, through their stop thread
             left = join_all(threads)
             if left:  # they still use the pipes: leave those open
+                _abandon(threads)
                 raise _unstoppable(left) from exc
             raise
         finally:
