@@ -3,10 +3,14 @@ clean shutdown, an existing client, and an unreachable scheduler."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 from conftest import live_children
+from interrupting import alive
 
 from gilfree import KERNELS, Kernel
 from gilfree.backends import BACKENDS, get_backend
@@ -189,6 +193,48 @@ def test_a_real_schedulers_handshake_is_recognised() -> None:
     ) as cluster:
         assert cluster.scheduler_address.startswith("tcp://")
         reachable(cluster.scheduler_address)  # no error
+
+
+HALF_STARTED = """
+import gilfree.backends.dask as d
+from distributed.core import Status
+from distributed.deploy.spec import SpecCluster
+
+original = SpecCluster.__init__
+
+def interrupted_init(self, *args, **kwargs):
+    original(self, *args, **kwargs)
+    pids = [nanny.process.process.pid for nanny in self.workers.values()]
+    print(*pids, flush=True)
+    self.status = Status.init  # as Ctrl-C during the start leaves it
+    raise KeyboardInterrupt
+
+SpecCluster.__init__ = interrupted_init
+if __name__ == "__main__":
+    try:
+        d.local_cluster(2)
+    except KeyboardInterrupt:
+        print("interrupted", flush=True)
+"""
+
+
+def test_ctrl_c_while_a_local_cluster_starts_leaves_no_traceback_or_process(
+    tmp_path: Path,
+) -> None:
+    # distributed's exit hook used to close the half-started cluster again and
+    # print 25 lines ending in "Status.init".
+    script = tmp_path / "half_started.py"
+    script.write_text(HALF_STARTED)
+    started = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    pids, said = proc.stdout.splitlines()
+    assert said == "interrupted" and len(pids.split()) == 2
+    assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr
+    assert time.monotonic() - started < 30  # no 10 s close of a cluster never started
+    assert alive({int(pid) for pid in pids.split()}) == set()  # its worker processes
 
 
 def test_dask_is_listed_with_its_availability() -> None:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
@@ -141,27 +142,75 @@ def connect(address: str, timeout: float = CONNECT_TIMEOUT_S) -> Any:
     reachable(address, timeout)
     distributed = _distributed()
     try:
-        return distributed.Client(address, timeout=f"{timeout}s", set_as_default=False)
+        client = distributed.Client(address, timeout=f"{timeout}s", set_as_default=False)
     except (OSError, TimeoutError) as exc:
         raise SchedulerUnreachable(
             f"cannot reach the Dask scheduler at {address!r} within {timeout:g} s "
             f"({type(exc).__name__}); is it running, and is the address right? "
             "Leave --scheduler out to start a local cluster"
         ) from None
+    _quiet_abandoned_gathers(client)
+    return client
 
 
 def local_cluster(workers: int) -> Any:
     """A ``distributed.LocalCluster`` of ``workers`` worker processes, one
     thread each: the shape every gilfree measurement on Dask uses. The
     dashboard takes a free port (``None`` would still try 8787, warn when it is
-    taken and leak the probe socket); logs below ERROR stay quiet."""
-    return _distributed().LocalCluster(
-        n_workers=workers,
-        threads_per_worker=1,
-        processes=True,
-        dashboard_address=":0",
-        silence_logs=40,  # logging.ERROR: the table is the output
-    )
+    taken and leak the probe socket); logs below ERROR stay quiet.
+
+    Interrupted while it starts (Ctrl-C), the half-started cluster's worker
+    processes are terminated and it is taken off distributed's list of
+    clusters to close at exit, whose attempt on a cluster that never finished
+    starting prints a long traceback."""
+    from distributed.deploy.spec import SpecCluster
+
+    before = set(SpecCluster._instances)
+    try:
+        return _distributed().LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=":0",
+            silence_logs=40,  # logging.ERROR: the table is the output
+        )
+    except BaseException:
+        for half in set(SpecCluster._instances) - before:
+            _abandon(half)
+        raise
+
+
+def _abandon(cluster: Any) -> None:
+    """Terminate ``cluster``'s worker processes and take it off distributed's
+    exit hook, which would otherwise try to close it again, for up to 10 s,
+    or print a traceback for one that never finished starting."""
+    from distributed.deploy.spec import SpecCluster
+
+    _terminate_workers(cluster)
+    cluster.shutdown_on_close = False  # skipped by distributed's exit hook
+    SpecCluster._instances.discard(cluster)
+
+
+def _quiet_abandoned_gathers(client: Any) -> None:
+    """Drop asyncio's "Task exception was never retrieved ... AllExit" for
+    this client's loop: the ``AllExit`` of a gather that gilfree abandoned
+    (Ctrl-C, a timeout, a failed task) after cancelling its futures on
+    purpose. Every other exception is reported as before."""
+    all_exit = getattr(importlib.import_module("distributed.client"), "AllExit", None)
+    loop = getattr(getattr(client, "loop", None), "asyncio_loop", None)
+    if all_exit is None or loop is None:
+        return
+    previous = loop.get_exception_handler()
+
+    def handler(loop: Any, context: dict[str, Any]) -> None:
+        if isinstance(context.get("exception"), all_exit):
+            return
+        if previous is not None:
+            previous(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handler)
 
 
 def check_scheduler(scheduler: Any) -> Any:
@@ -214,6 +263,7 @@ class DaskBackend(Backend):
         cluster = local_cluster(workers)
         try:
             client = distributed.Client(cluster, set_as_default=False)
+            _quiet_abandoned_gathers(client)
             try:
                 yield {**options, "scheduler": client}
             finally:
@@ -225,7 +275,11 @@ class DaskBackend(Backend):
             _terminate_workers(cluster)
             raise
         finally:
-            cluster.close()
+            try:
+                cluster.close()
+            except BaseException:  # Ctrl-C while it closes
+                _abandon(cluster)
+                raise
 
     def _run(
         self,
