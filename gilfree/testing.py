@@ -41,13 +41,17 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from gilfree._countdown import cancel_running
+from gilfree._watch import STOP_GRACE_S, Running
 from gilfree.checker import callable_name
 from gilfree.meter import DEFAULT_INTERVAL, FREE_BELOW, GILMeter, GILReading
 
 __all__ = [
+    "DEFAULT_TIMEOUT_S",
     "HOLDS_ABOVE",
     "MIN_CALL_S",
     "RELEASES_BELOW",
+    "GILCheckTimeout",
     "GILEvidence",
     "TooShortToJudge",
     "assert_holds_gil",
@@ -71,12 +75,20 @@ HOLDS_ABOVE = 0.5
 MIN_CALL_S = 0.001
 #: Default time to run the function for (seconds): 25 probe rounds at 2 ms.
 MIN_SECONDS = 0.05
+#: How long a check may take before the function is stopped (seconds): a
+#: deadlock must fail the test, not hang it.
+DEFAULT_TIMEOUT_S = 60.0
 
 Verdict = Literal["releases", "holds", "partly"]
 
 
 class TooShortToJudge(ValueError):
     """One call of the function is too short for a verdict; pass a larger input."""
+
+
+class GILCheckTimeout(TimeoutError):
+    """The function did not return within the check's timeout (a deadlock, or
+    a call far longer than a check needs)."""
 
 
 @dataclass(frozen=True)
@@ -142,6 +154,7 @@ def check_gil(
     min_seconds: float = MIN_SECONDS,
     interval: float = DEFAULT_INTERVAL,
     max_calls: int = 100_000,
+    timeout: float = DEFAULT_TIMEOUT_S,
 ) -> GILEvidence:
     """Run ``fn(*args, **kwargs)`` in a worker thread, repeatedly for at least
     ``min_seconds``, while the calling thread meters the GIL.
@@ -150,6 +163,11 @@ def check_gil(
     ------
     TooShortToJudge
         A call takes less than :data:`MIN_CALL_S`.
+    GILCheckTimeout
+        The check ran longer than ``timeout`` seconds: the function is
+        stopped (an interpreted loop at its next bytecode, a wait on a lock
+        or in C cannot be; that thread is then left running, and the message
+        says so).
     RuntimeError
         There is no GIL to check (a free-threaded build with the GIL disabled).
     BaseException
@@ -159,28 +177,47 @@ def check_gil(
         raise TypeError(f"fn must be callable, not {type(fn).__name__}")
     if not min_seconds > 0:
         raise ValueError(f"min_seconds must be > 0, got {min_seconds!r}")
+    if not 0 < timeout <= 86400:  # NaN fails this too
+        raise ValueError(f"timeout must be seconds between 0 and 86400, got {timeout!r}")
     kw = dict(kwargs or {})
     name = callable_name(fn)
     durations: list[float] = []
     failure: list[BaseException] = []
 
+    running = Running()
+
     def work() -> None:
         deadline = time.perf_counter() + min_seconds
         try:
-            while len(durations) < max_calls:
-                start = time.perf_counter()
-                fn(*args, **kw)
-                end = time.perf_counter()
-                durations.append(end - start)
-                if end >= deadline:
-                    return
+            with running.kernel():
+                while len(durations) < max_calls:
+                    start = time.perf_counter()
+                    fn(*args, **kw)
+                    end = time.perf_counter()
+                    durations.append(end - start)
+                    if end >= deadline:
+                        return
         except BaseException as exc:  # re-raised in the caller
             failure.append(exc)
 
     worker = threading.Thread(target=work, name="gilfree-gil-check", daemon=True)
     with GILMeter(interval) as meter:
         worker.start()
-        worker.join()
+        worker.join(timeout)
+        if worker.is_alive():
+            cancel_running()  # compiled countdowns
+            running.stop()  # interpreted loops
+            worker.join(STOP_GRACE_S)
+            fate = (
+                f"it is blocked (a lock, or C code) and is left running in thread {worker.name}"
+                if worker.is_alive()
+                else "it was stopped"
+            )
+            raise GILCheckTimeout(
+                f"{name} did not return within {timeout:g} s ({len(durations)} call(s) "
+                f"done): {fate}. A deadlock, or a call far longer than the check needs; "
+                "pass a smaller input, or a larger timeout= to check_gil"
+            )
     if failure:
         raise failure[0]
     reading = meter.reading()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -19,6 +20,7 @@ import pytest
 
 from gilfree import countdown, meter
 from gilfree.testing import (
+    GILCheckTimeout,
     GILEvidence,
     TooShortToJudge,
     assert_holds_gil,
@@ -125,6 +127,35 @@ def test_bad_arguments() -> None:
         check_gil(42)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="min_seconds"):
         check_gil(time.sleep, (0.01,), min_seconds=0)
+    for bad in (0, -1, float("nan"), 1e12):
+        with pytest.raises(ValueError, match="timeout must be seconds"):
+            check_gil(time.sleep, (0.01,), timeout=bad)
+
+
+def test_a_function_that_never_returns_fails_the_check_at_its_timeout() -> None:
+    # An interpreted loop that never ends is stopped at the deadline.
+    def spins_for_ever() -> None:
+        while True:
+            pass
+
+    t0 = time.monotonic()
+    with pytest.raises(GILCheckTimeout, match=r"did not return within 0.5 s .*it was stopped"):
+        check_gil(spins_for_ever, timeout=0.5)
+    assert time.monotonic() - t0 < 5
+
+
+def test_a_deadlocked_function_fails_the_check_and_is_left_running() -> None:
+    # A wait on a lock nobody releases cannot be interrupted: the check fails
+    # after the timeout and the grace, saying so, instead of waiting for ever.
+    lock = threading.Lock()
+    lock.acquire()
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(GILCheckTimeout, match=r"blocked .* left running"):
+            check_gil(lock.acquire, timeout=0.5)
+        assert time.monotonic() - t0 < 10  # the timeout and the 5 s grace
+    finally:
+        lock.release()  # the abandoned thread takes it and ends
 
 
 def test_without_a_gil_it_refuses_to_judge(monkeypatch: pytest.MonkeyPatch) -> None:
