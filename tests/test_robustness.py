@@ -67,7 +67,7 @@ def test_ctrl_c_stops_run_within_a_second(backend: str, kernel: str, tmp_path: P
     after, seconds = (2.0, 3.0) if backend == "dask" else (0.5, 1.0)
     args = cli_command("run", backend, kernel, seconds)
     result = interrupt_cli(args, backend, path, after_s=after)
-    _assert_clean_interrupt(result, path, dask=backend == "dask")
+    _assert_clean_interrupt(result, path)
     assert "interrupted before any cell was measured" in result.stderr
 
 
