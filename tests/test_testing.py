@@ -155,7 +155,11 @@ def test_a_deadlocked_function_fails_the_check_and_is_left_running() -> None:
             check_gil(lock.acquire, timeout=0.5)
         assert time.monotonic() - t0 < 10  # the timeout and the 5 s grace
     finally:
-        lock.release()  # the abandoned thread takes it and ends
+        lock.release()  # the abandoned thread takes it, meets its stop request, ends
+        for thread in threading.enumerate():
+            if thread.name == "gilfree-gil-check":
+                thread.join(10)  # gone before the next test counts threads
+                assert not thread.is_alive()
 
 
 def test_without_a_gil_it_refuses_to_judge(monkeypatch: pytest.MonkeyPatch) -> None:
