@@ -277,6 +277,48 @@ def _backends_option(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _grid_options(
+    p: argparse.ArgumentParser, kernels: list[str], backends: list[str], workers: list[int]
+) -> None:
+    """``-k``, ``-b``, ``-w`` and ``--plot``, spelt alike for ``run`` and
+    ``sweep`` (only their defaults differ): each takes a comma-separated list."""
+    p.add_argument(
+        "-k",
+        "--kernels",
+        "--kernel",
+        dest="kernels",
+        type=_names(KERNELS, "kernel"),
+        default=kernels,
+        help=f"comma-separated kernels or 'all': {', '.join(KERNELS)} "
+        f"(default {','.join(kernels) if len(kernels) < len(KERNELS) else 'all'})",
+    )
+    p.add_argument(
+        "-b",
+        "--backends",
+        "--backend",
+        dest="backends",
+        type=_names(BACKENDS, "backend"),
+        default=backends,
+        help=f"comma-separated backends or 'all': {', '.join(BACKENDS)} "
+        f"(default {','.join(backends)})",
+    )
+    p.add_argument(
+        "-w",
+        "--workers",
+        type=parse_workers,
+        default=workers,
+        help=f"comma-separated worker counts, each 1 to {MAX_WORKERS} "
+        f"(default {','.join(map(str, workers))})",
+    )
+    p.add_argument(
+        "--plot",
+        type=parse_plot_path,
+        metavar="PATH",
+        help="draw speedup against workers, one line per kernel x backend, to PATH "
+        '(.png or .svg; needs matplotlib: pip install "gilfree[plot]")',
+    )
+
+
 def _common(p: argparse.ArgumentParser, sizing: bool = True) -> None:
     """Options shared by the measuring commands (``sizing``: -n, --seconds and
     --scaling, which ``check`` does not take)."""
@@ -385,6 +427,12 @@ def _repeats(p: argparse.ArgumentParser) -> None:
         "('-': stdout; the table then goes to stderr)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--wide",
+        action="store_true",
+        help="every column: n, span, rounds, share of capacity, busy CPUs, start-up, classic "
+        "time (the default table fits 80 columns; the JSON has every figure either way)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -422,15 +470,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="one kernel on one backend",
         description="Measure one kernel on one backend against its serial run.",
     )
-    run.add_argument("-k", "--kernel", choices=list(KERNELS), default="cython-nogil")
-    run.add_argument("-b", "--backend", choices=list(BACKENDS), default="threads")
-    run.add_argument(
-        "-w",
-        "--workers",
-        type=parse_worker_count,
-        default=2,
-        help=f"number of workers, 1 to {MAX_WORKERS} (default 2)",
-    )
+    _grid_options(run, kernels=["cython-nogil"], backends=["threads"], workers=[2])
     _common(run)
 
     sw = sub.add_parser(
@@ -438,28 +478,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="a grid: kernels x backends x worker counts",
         description="Measure every combination of the given kernels, backends and worker counts.",
     )
-    sw.add_argument(
-        "-k",
-        "--kernels",
-        type=_names(KERNELS, "kernel"),
-        default=list(KERNELS),
-        help=f"comma-separated kernels or 'all' (default all: {', '.join(KERNELS)})",
-    )
-    _backends_option(sw)
-    sw.add_argument(
-        "-w",
-        "--workers",
-        type=parse_workers,
-        default=[1, 2],
-        help="comma-separated worker counts (default 1,2)",
-    )
-    sw.add_argument(
-        "--plot",
-        type=parse_plot_path,
-        metavar="PATH",
-        help="draw speedup against workers, one line per kernel x backend, to PATH "
-        '(.png or .svg; needs matplotlib: pip install "gilfree[plot]")',
-    )
+    _grid_options(sw, kernels=list(KERNELS), backends=list(DEFAULT_BACKENDS), workers=[1, 2])
     _common(sw)
 
     ck = sub.add_parser(
@@ -673,26 +692,35 @@ def _report(
     from gilfree import report
 
     console = Console(stderr=args.json == "-", highlight=False)
-    if not console.is_terminal:
-        console.width = 200  # a file or pipe: keep each table row on one line
+    if args.wide and not console.is_terminal and "COLUMNS" not in os.environ:
+        console.width = 200  # a file or pipe: keep each wide row on one line
     if classic:
         console.print("[bold]The classic experiment[/bold]")
         for line in report.classic_summary(results):
             console.print("  " + line)
         console.print()
-    console.print(report.table(results, title=title))
+    console.print(report.table(results, title=title, wide=args.wide))
     for i, reason in enumerate(report.unsupported_notes(results), 1):
         console.print(f"  ({i}) {reason}")
-    console.print(
-        "  span: first worker start to last worker end, median of rounds; rounds: serial and "
-        "parallel run back to back (out: faster than their busy CPUs allow, left out); "
-        "speedup: median of per-round serial time / span, 95% interval; of capacity: the "
-        "speedup as a share of what as many processes got in the same rounds; busy CPUs: CPU "
-        "time / span; GIL wait: share of time a probe thread waited for the GIL during an "
-        "untimed run (threads, interpreters); start-up: creating the workers (+ a Dask "
-        "cluster started once for the cell); classic: start-up + work, as the classic "
-        "article timed it"
+    legend = (
+        "speedup: median of per-round serial time / parallel span, 95% interval; GIL wait: "
+        "share of time a probe thread waited for the GIL (threads, interpreters); "
     )
+    if args.wide:
+        legend += (
+            "span: first worker start to last worker end, median of rounds; rounds: serial "
+            "and parallel run back to back (out: faster than their busy CPUs allow, left "
+            "out); of capacity: the speedup as a share of what as many processes got in the "
+            "same rounds; busy CPUs: CPU time / span; start-up: creating the workers (+ a "
+            "Dask cluster started once for the cell); classic: start-up + work, as the "
+            "classic article timed it"
+        )
+    else:
+        legend += (
+            "mark: the cell's verdict (threads) or its interval against 1.15x (faster, no "
+            "gain, unclear); !: see the warnings; --wide: every column"
+        )
+    console.print(legend)
     for note in [*warnings, *(w for r in results for w in r.warnings)]:
         console.print(f"[yellow]warning:[/yellow] {note}")
     console.print()
@@ -746,22 +774,34 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return _failed(results)
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    if args.start_method and args.backend != "processes":
-        raise _Usage("--start-method applies to the processes backend only")
-    if args.scheduler and args.backend != "dask":
+def _backend_options_apply(args: argparse.Namespace) -> None:
+    """``--start-method`` and ``--scheduler`` need the backend they configure."""
+    if args.start_method and "processes" not in args.backends:
+        raise _Usage("--start-method applies to the processes backend only (-b processes)")
+    if args.scheduler and "dask" not in args.backends:
         raise _Usage("--scheduler applies to the dask backend only (-b dask)")
-    results = _measure(args, [args.kernel], [args.backend], [args.workers])
-    _report(args, results, f"{args.kernel} on {args.backend}")
-    if not results[0].ok:
-        print(f"gilfree: {results[0].reason}", file=sys.stderr)
-        return 1
-    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """``sweep`` with run's defaults (one kernel, threads, 2 workers); every
+    cell that did not run is a failure here, with its reason on stderr."""
+    _backend_options_apply(args)
+    status = _grid(args, f"{','.join(args.kernels)} on {','.join(args.backends)}")
+    for r in args.recorder.results:
+        if not r.ok and r.status == "unsupported":
+            print(f"gilfree: {r.kernel} on {r.backend}: {r.reason}", file=sys.stderr)
+            status = 1
+    return status
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    _backend_options_apply(args)
+    return _grid(args, f"sweep: workers {','.join(map(str, args.workers))}")
+
+
+def _grid(args: argparse.Namespace, title: str) -> int:
     results = _measure(args, args.kernels, args.backends, args.workers)
-    _report(args, results, f"sweep: workers {','.join(map(str, args.workers))}")
+    _report(args, results, title)
     status = _failed(results)
     if args.plot:
         from gilfree.plot import plot

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from rich import box
 from rich.table import Table
 
 from gilfree.meter import FREE_BELOW
@@ -20,6 +21,7 @@ __all__ = [
     "PLOT_FORMATS",
     "JsonLog",
     "PlotUnavailableError",
+    "cell_mark",
     "classic_summary",
     "plot",
     "plot_format",
@@ -55,9 +57,16 @@ def _n(value: int) -> str:
     return f"{value:,}" if value < 1_000_000 else f"{value:.2e}"
 
 
-def table(results: Sequence[Result], title: str = "gilfree") -> Table:
+def table(results: Sequence[Result], title: str = "gilfree", wide: bool = False) -> Table:
     """A rich table: one row per cell; cells that did not run (unsupported,
-    failed, timed out) point to their reason in :func:`unsupported_notes`."""
+    failed, timed out) point to their reason in :func:`unsupported_notes`.
+
+    The default fits 80 columns: kernel, backend, workers, the speedup with
+    its 95% interval (``!`` where the cell has a warning), GIL wait and a
+    one-word mark (:func:`cell_mark`). ``wide`` shows every column: n, span,
+    rounds, share of capacity, busy CPUs, start-up and the classic time."""
+    if not wide:
+        return _compact(results, title)
     t = Table(title=title, title_justify="left")
     for name, justify in [
         ("kernel", "left"),
@@ -102,6 +111,75 @@ def table(results: Sequence[Result], title: str = "gilfree") -> Table:
             _s(r.total_median_s),
         )
     return t
+
+
+def _compact(results: Sequence[Result], title: str) -> Table:
+    # No edges, one padding between columns: 79 characters at the widest
+    # (cython-object, interpreters, a flagged interval, GIL-bound).
+    t = Table(
+        title=title,
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        collapse_padding=True,
+    )
+    for name, justify in [
+        ("kernel", "left"),
+        ("backend", "left"),
+        ("workers", "right"),
+        ("speedup [95% CI]", "right"),
+        ("GIL wait", "right"),
+        ("mark", "left"),
+    ]:
+        t.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+    reasons = unsupported_notes(results)
+    for r in results:
+        if not r.ok:
+            label = _STATUS_LABELS.get(r.status, r.status)
+            mark = f"{label} ({reasons.index(_headline(r.reason)) + 1})"
+            t.add_row(r.kernel, r.backend, str(r.workers), mark)
+            continue
+        low, high = r.speedup_ci()
+        speedup = f"{_x(r.speedup)} [{low:.2f}, {high:.2f}]" + (
+            " [red]![/red]" if r.warnings else "  "
+        )
+        gil = r.gil.short() if r.gil is not None else ""
+        t.add_row(r.kernel, r.backend, str(r.workers), speedup, gil, cell_mark(r))
+    return t
+
+
+#: :func:`cell_mark`'s words for the verdicts of a threads cell.
+_MARKS = {
+    "threads help": "helps",
+    "GIL-bound": "GIL-bound",
+    "partly parallel": "partly",
+    "limited elsewhere": "limited",
+    "inconclusive": "unclear",
+}
+
+
+def cell_mark(r: Result) -> str:
+    """One word for one cell, for the compact table.
+
+    A threads cell gets its verdict's word (``helps``, ``GIL-bound``,
+    ``partly``, ``limited``, ``unclear``: see :func:`verdict`); any other
+    cell, and threads without a GIL, get its interval against the no-gain
+    line: ``faster`` (the whole 95% interval above 1.15x), ``no gain`` (at
+    or below it) or ``unclear``. One worker, or a cell that did not run: ``-``.
+    """
+    if not r.ok or r.workers <= 1:
+        return "-"
+    if r.too_short or r.flagged or math.isnan(r.speedup):
+        return "unclear"
+    if r.backend == "threads" and r.context.gil_enabled:
+        return _MARKS.get(verdict_word([r], r.kernel), "unclear")
+    low, high = r.speedup_ci()
+    if low > NO_GAIN:
+        return "faster"
+    if high <= NO_GAIN:
+        return "no gain"
+    return "unclear"
 
 
 #: How the table marks a cell that did not run, by its status.

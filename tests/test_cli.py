@@ -115,16 +115,18 @@ def test_run_unsupported_cell_exits_1(capsys: pytest.CaptureFixture[str]) -> Non
         (["sweep", "--workers", "a"], "from 1 to"),
         (["sweep", "-k", "cython-fast"], "unknown kernel 'cython-fast'"),
         (["sweep", "-b", "greenlets"], "unknown backend 'greenlets'"),
-        (["run", "-k", "nope"], "invalid choice"),
+        (["run", "-k", "nope"], "unknown kernel 'nope'"),
+        (["run", "-b", "threads,greenlets"], "unknown backend 'greenlets'"),
         (["run", "--json", "/nonexistent/dir/out.json"], "does not exist"),
         (["run", "--json", "/"], "is a directory"),
         (["run", "--seconds", "0"], "between 0 and 3600"),
         (["run", "-w", "0"], "from 1 to"),
         (["run", "-w", "5000"], "from 1 to"),
-        (["run", "-w", "1,2"], "give one worker count"),
         (["run", "--repeats", "0"], "--repeats takes a whole number from 1 to 1000"),
         (["run", "--warmups", "-1"], "--warmups takes a whole number from 0 to 1000"),
         (["run", "-b", "threads", "--start-method", "spawn"], "processes backend only"),
+        (["sweep", "-b", "threads", "--start-method", "spawn"], "processes backend only"),
+        (["sweep", "-b", "threads", "--scheduler", "tcp://127.0.0.1:9"], "cannot reach"),
         (["run", "--timeout", "0"], "give seconds between 0 and 86400"),
         (["sweep", "--timeout", "soon"], "'soon' is not a number of seconds"),
         (["demo", "--timeout", "-1"], "give seconds between 0 and 86400"),
@@ -234,6 +236,64 @@ def test_json_to_a_closed_pipe_says_so_and_exits_1() -> None:
     assert json.loads(first)["record"] == "start"
     assert "writing the JSON log to standard output failed (broken pipe)" in err
     assert "python" in err and "Traceback" not in err  # the table, on stderr
+
+
+TABLE_SWEEP = ["-k", "cython-object,cython-nogil", "-b", "threads,processes", "-w", "1,2"]
+TABLE_SWEEP += ["-n", "10**5", "--repeats", "1", "--precision", "off", "--no-progress"]
+
+
+def _table_lines(out: str) -> list[str]:
+    """The table's lines: from its title to the blank line after it."""
+    lines = out.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(("sweep", "cython")))
+    end = lines.index("", start)
+    return lines[start:end]
+
+
+def test_the_default_table_fits_80_columns_and_keeps_every_figure(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Piped (as under pytest) and without COLUMNS: 80 columns, nothing cut.
+    monkeypatch.delenv("COLUMNS", raising=False)
+    main(["sweep", *TABLE_SWEEP])
+    table = _table_lines(capsys.readouterr().out)
+    assert max(map(len, table)) <= 80, "\n".join(table)
+    assert not any("\u2026" in line for line in table)  # no cell cut with an ellipsis
+    assert any("!" in line for line in table)  # the too-short warning marks are kept
+    header = table[1]
+    for column in ("kernel", "backend", "workers", "speedup [95% CI]", "GIL wait", "mark"):
+        assert column in header
+    assert "of capacity" not in header
+    rows = [line for line in table if line.startswith("cython")]
+    assert len(rows) == 8 and all(re.search(r"\d\.\d\dx \[[\d.]+, [\d.]+\]", r) for r in rows)
+
+
+def test_wide_shows_every_column_on_one_line_per_cell(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("COLUMNS", raising=False)
+    main(["run", *TABLE_SWEEP, "--wide"])  # run takes sweep's flags
+    table = _table_lines(capsys.readouterr().out)
+    header = next(line for line in table if "kernel" in line)
+    for column in ("n", "span", "rounds", "of capacity", "busy CPUs", "start-up", "classic"):
+        assert column in header
+    assert not any("\u2026" in line for line in table)
+    assert len([line for line in table if line.startswith("\u2502 cython")]) == 8
+
+
+def test_columns_and_no_color_are_honoured() -> None:
+    env = {**os.environ, "COLUMNS": "120", "NO_COLOR": "1", "FORCE_COLOR": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "gilfree", "sweep", *TABLE_SWEEP, "--wide"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert not re.search(r"\x1b\[[0-9;]*3[0-9]m", proc.stdout)  # no colour codes
+    visible = re.sub(r"\x1b\[[0-9;]*m", "", proc.stdout)  # styles such as bold stay
+    assert max(map(len, visible.splitlines())) <= 120
 
 
 def test_help_explains_every_command() -> None:
