@@ -427,11 +427,32 @@ def _repeats(p: argparse.ArgumentParser) -> None:
         "('-': stdout; the table then goes to stderr)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _output_options(p)
     p.add_argument(
         "--wide",
         action="store_true",
         help="every column: n, span, rounds, share of capacity, busy CPUs, start-up, classic "
         "time (the default table fits 80 columns; the JSON has every figure either way)",
+    )
+
+
+def _output_options(p: argparse.ArgumentParser) -> None:
+    from gilfree.formats import FORMATS
+
+    p.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="table",
+        help="what to write: table (the report, default), json (one document), jsonl (one "
+        "line per cell as it completes), csv (one row per cell), markdown (table and "
+        "verdicts); anything but table goes to -o or stdout, and the report to stderr",
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        type=parse_json_path,
+        metavar="PATH",
+        help="write --format's output to PATH instead of stdout ('-': stdout)",
     )
 
 
@@ -517,6 +538,49 @@ def build_parser() -> argparse.ArgumentParser:
     _backends_option(ck)
     _common(ck, sizing=False)
 
+    show = sub.add_parser(
+        "show",
+        help="a saved run again: its table, verdicts, plot, or another format",
+        description="Read a file written by --json or --format json|jsonl (any gilfree "
+        "format version) and report it as if it had just run: the table, the notes and "
+        "the verdicts, or --format json|jsonl|csv|markdown (converting between them), and "
+        "--plot. A stream cut off by a killed run shows the cells it holds.",
+    )
+    show.add_argument("results", metavar="RESULTS", help="a saved run (.json or .jsonl)")
+    show.add_argument(
+        "--plot",
+        type=parse_plot_path,
+        metavar="PATH",
+        help='draw speedup against workers to PATH (.png or .svg; pip install "gilfree[plot]")',
+    )
+    _output_options(show)
+    show.add_argument("--wide", action="store_true", help="every column")
+
+    compare = sub.add_parser(
+        "compare",
+        help="two saved runs, cell by cell: what changed, and whether beyond noise",
+        description="Match the cells of two saved runs by kernel, backend, workers and "
+        "scaling (not by n, which is sized per run) and report the change in speedup, GIL "
+        "wait and busy CPUs. A change is called real only when the two 95%% intervals do "
+        "not overlap. Runs on different machines or builds are compared with a warning "
+        "that says what differs.",
+        epilog="Example, in CI: gilfree compare baseline.json new.json --fail-if "
+        "'speedup<-10%%' (exit 1 when a cell's speedup fell by more than 10%% and by more "
+        "than the noise)",
+    )
+    compare.add_argument("before", metavar="BEFORE", help="the earlier run (.json or .jsonl)")
+    compare.add_argument("after", metavar="AFTER", help="the later run")
+    compare.add_argument(
+        "--fail-if",
+        type=parse_fail_if,
+        action="append",
+        default=[],
+        metavar="RULE",
+        help="exit 1 when a matched cell's change breaks RULE and is beyond both intervals: "
+        "speedup<-10%% (fell by more than 10%%), speedup>+20%%, gil-wait>+10%% (points), "
+        "busy-cpus<-10%%; repeatable",
+    )
+
     info = sub.add_parser(
         "info",
         help="this Python: build, GIL, switch interval, CPUs, available backends",
@@ -577,6 +641,13 @@ class _Recorder:
 
     def __init__(self, args: argparse.Namespace) -> None:
         self.path: str | None = args.json
+        if args.format == "jsonl":  # the same stream, to -o or stdout
+            if args.json:
+                raise _Usage("--json already writes JSON Lines; give it or --format jsonl")
+            self.path = args.output or "-"
+        #: json, csv or markdown: written whole when the run ends, to ``output``.
+        self.document = args.format if args.format in ("json", "csv", "markdown") else None
+        self.output: str = args.output or "-"
         self.argv: list[str] = args.argv
         self.results: list[Result] = []
         self.meta: dict[str, Any] = {}
@@ -632,6 +703,30 @@ class _Recorder:
         failed = sum(r.failed for r in self.results)
         self._write(lambda: self.log.end(status, failed_cells=failed, **self.meta))
         self.path = self.log = None  # ended: nothing more is written
+        if self.document:
+            fmt, self.document = self.document, None
+            self._write_document(fmt, status)
+
+    def _write_document(self, fmt: str, status: str) -> None:
+        from gilfree.formats import render
+
+        meta = {"command": self.argv, **self.meta} if fmt == "json" else {}
+        if fmt == "markdown":
+            meta = {"title": "`gilfree " + " ".join(self.argv) + "`"}
+        text = render(fmt, self.results, status, **meta)
+        try:
+            if self.output == "-":
+                sys.stdout.write(text)
+                sys.stdout.flush()
+            else:
+                with open(self.output, "w", encoding="utf-8") as f:
+                    f.write(text)
+        except OSError as exc:
+            where = "to standard output" if self.output == "-" else self.output
+            self.lost = f"writing the {fmt} output {where} failed ({_why(exc)})"
+            print(f"gilfree: {self.lost}", file=sys.stderr)
+            if self.output == "-":
+                _silence_stdout()
 
 
 def _silence_stdout() -> None:
@@ -687,13 +782,10 @@ def _report(
 ) -> None:
     """Table, notes, warnings and verdicts to the terminal (``meta`` goes
     into the JSON's end line)."""
-    from rich.console import Console
 
     from gilfree import report
 
-    console = Console(stderr=args.json == "-", highlight=False)
-    if args.wide and not console.is_terminal and "COLUMNS" not in os.environ:
-        console.width = 200  # a file or pipe: keep each wide row on one line
+    console = _console(args)
     if classic:
         console.print("[bold]The classic experiment[/bold]")
         for line in report.classic_summary(results):
@@ -726,7 +818,27 @@ def _report(
     console.print()
     for line in report.verdicts(results):
         console.print(line)
-    args.recorder.meta.update(meta)
+    if hasattr(args, "recorder"):
+        args.recorder.meta.update(meta)
+    if console.file not in (sys.stdout, sys.stderr):
+        console.file.close()  # --format table -o PATH
+
+
+def _console(args: argparse.Namespace) -> Any:
+    """Where the report goes: stdout, or stderr when stdout carries JSON or
+    another ``--format``; a file for ``--format table -o PATH``."""
+    from rich.console import Console
+
+    machine_out = getattr(args, "json", None) == "-" or (
+        args.format != "table" and (args.output or "-") == "-"
+    )
+    if args.format == "table" and args.output and args.output != "-":
+        file = open(args.output, "w", encoding="utf-8")  # noqa: SIM115 - _report closes it
+        return Console(file=file, width=200 if args.wide else 80, highlight=False)
+    console = Console(stderr=machine_out, highlight=False)
+    if args.wide and not console.is_terminal and "COLUMNS" not in os.environ:
+        console.width = 200  # a file or pipe: keep each wide row on one line
+    return console
 
 
 def _failed(results: Sequence[Result]) -> int:
@@ -948,13 +1060,132 @@ def _interrupted(args: argparse.Namespace) -> None:
         recorder.end("interrupted")
 
 
+def _load(path: str) -> Any:
+    """A saved run, or one line (exit 2) naming the file and what is wrong."""
+    from gilfree.results import load
+
+    try:
+        return load(path)
+    except FileNotFoundError:
+        raise _Usage(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise _Usage(f"{path}: a directory; give a results file") from None
+    except UnicodeDecodeError:
+        raise _Usage(f"{path}: not a gilfree results file (not text)") from None
+    except OSError as exc:
+        raise _Usage(f"{path}: cannot read it ({_why(exc)})") from None
+    except ValueError as exc:
+        raise _Usage(str(exc).splitlines()[0]) from None
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    saved = _load(args.results)
+    if not saved.results:
+        raise _Usage(f"{args.results}: no cell was measured in it (status {saved.status})")
+    status = saved.status
+    if args.format == "table":
+        title = f"{args.results}: " + " ".join(saved.meta.get("command") or ["gilfree"])
+        if status != "complete":
+            title += f" ({status})"
+        warnings = []
+        if status == "cut off":
+            warnings.append(
+                "the run was killed before it ended: these are the cells it wrote, the "
+                "rest are missing"
+            )
+        _report(args, saved.results, title, warnings=warnings)
+    else:
+        from gilfree.formats import render
+
+        meta: dict[str, Any] = {}
+        if args.format == "json":
+            meta = {k: v for k, v in saved.meta.items() if k in ("command", "check")}
+        elif args.format == "markdown":
+            meta = {"title": args.results}
+        text = render(args.format, saved.results, status, **meta)
+        if (args.output or "-") == "-":
+            sys.stdout.write(text)
+        else:
+            try:
+                with open(args.output, "w", encoding="utf-8") as f:
+                    f.write(text)
+            except OSError as exc:
+                raise _Usage(f"cannot write -o {args.output}: {_why(exc)}") from None
+    if args.plot:
+        from gilfree.plot import plot
+
+        if not any(r.ok for r in saved.results):
+            print("gilfree: no cell ran, so there is nothing to plot", file=sys.stderr)
+            return 1
+        plot(saved.results, args.plot)
+        print(f"plot written to {args.plot}", file=sys.stderr)
+    return 0
+
+
+def parse_fail_if(text: str) -> tuple[str, str, float]:
+    """``speedup<-10%`` -> ("speedup", "<", -0.10)."""
+    m = re.fullmatch(
+        r"\s*(speedup|gil-wait|busy-cpus)\s*([<>])\s*([+-]?\d+(?:\.\d+)?)\s*%\s*", text
+    )
+    if not m:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a rule; write METRIC<CHANGE% or METRIC>CHANGE%, METRIC one of "
+            "speedup, gil-wait, busy-cpus (e.g. 'speedup<-10%')"
+        )
+    return m.group(1), m.group(2), float(m.group(3)) / 100
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from gilfree.compare import compare, context_differences
+
+    before, after = _load(args.before), _load(args.after)
+    pairs, only_before, only_after = compare(before.results, after.results)
+    console = Console(highlight=False)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console.width = 120
+    for note in context_differences(before.results, after.results):
+        console.print(f"[yellow]warning:[/yellow] {note}")
+    from gilfree.compare import table as compare_table
+
+    console.print(compare_table(pairs, f"{args.before} -> {args.after}"))
+    console.print(
+        "change: speedup and busy CPUs relative to BEFORE, GIL wait in points; real: the "
+        "two 95% intervals do not overlap (else: within noise)"
+    )
+    for r in only_before:
+        console.print(f"only in {args.before}: {r.kernel} on {r.backend} x{r.workers}")
+    for r in only_after:
+        console.print(f"only in {args.after}: {r.kernel} on {r.backend} x{r.workers}")
+    if not pairs:
+        print(
+            "gilfree: the two runs share no cell (kernel, backend, workers, scaling)",
+            file=sys.stderr,
+        )
+        return 1 if args.fail_if else 0
+    broken = [
+        f"{p.before.kernel} on {p.before.backend} x{p.before.workers}: {rule}"
+        for p in pairs
+        for rule in p.breaks(args.fail_if)
+    ]
+    for line in broken:
+        print(f"gilfree: regression: {line}", file=sys.stderr)
+    return 1 if broken else 0
+
+
 COMMANDS = {
     "demo": cmd_demo,
     "run": cmd_run,
     "sweep": cmd_sweep,
     "check": cmd_check,
+    "show": cmd_show,
+    "compare": cmd_compare,
     "info": cmd_info,
 }
+
+#: Commands that measure (and so keep a recorder, a JSON log and a deadline).
+MEASURING = ("demo", "run", "sweep", "check")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -980,7 +1211,7 @@ def _main(argv: Sequence[str] | None) -> int:
         args_list = ["demo", *args_list]
     args = parser.parse_args(args_list)
     args.argv = args_list  # recorded in the JSON output
-    measuring = args.command != "info"
+    measuring = args.command in MEASURING
     if measuring:
         _check_together(args)
     try:
@@ -995,7 +1226,7 @@ def _main(argv: Sequence[str] | None) -> int:
                 status = status or 1
         return status
     except _Usage as exc:
-        if measuring:
+        if measuring and hasattr(args, "recorder"):
             args.recorder.discard()
         _usage_error(args, str(exc))
     except WorkerError as exc:

@@ -15,14 +15,26 @@ from rich.table import Table
 
 from gilfree.meter import FREE_BELOW
 from gilfree.plot import PLOT_FORMATS, PlotUnavailableError, plot, plot_format, require_matplotlib
-from gilfree.results import HELP_SHARE, NO_GAIN, JsonLog, Result, read_json, to_json, write_json
+from gilfree.results import (
+    HELP_SHARE,
+    NO_GAIN,
+    JsonLog,
+    Result,
+    SavedRun,
+    load,
+    read_json,
+    to_json,
+    write_json,
+)
 
 __all__ = [
     "PLOT_FORMATS",
     "JsonLog",
     "PlotUnavailableError",
+    "SavedRun",
     "cell_mark",
     "classic_summary",
+    "load",
     "plot",
     "plot_format",
     "read_json",

@@ -28,13 +28,17 @@ from gilfree.meter import GILReading
 from gilfree.plan import Scaling
 
 __all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
     "CapacityRound",
     "Context",
     "HostLoad",
     "JsonLog",
     "Result",
+    "SavedRun",
     "consistent",
     "context",
+    "load",
     "median_ci",
     "read_json",
     "to_json",
@@ -547,9 +551,54 @@ class Result:
         notes = self.warnings
         return notes[0] if notes else None
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], context: dict[str, Any] | None = None) -> Result:
+        """The :class:`Result` a :meth:`to_dict` (or a saved cell of any gilfree
+        format) describes. ``context``: the document's context, for cells that
+        store it once at the top. The derived figures are computed again from
+        the raw timings, not read back.
+
+        Raises ValueError naming the first field that is missing or wrong."""
+        try:
+            ctx = data.get("context") or context
+            if not isinstance(ctx, dict):
+                raise KeyError("context")
+            return cls(
+                kernel=str(data["kernel"]),
+                backend=str(data["backend"]),
+                workers=int(data["workers"]),
+                n=int(data["n"]),
+                scaling=data["scaling"],
+                start_method=data.get("start_method"),
+                status=data["status"],
+                reason=str(data.get("reason", "")),
+                runs=tuple(_run_from(r) for r in data["runs"]),
+                warmups=tuple(_run_from(r) for r in data.get("warmups", ())),
+                baseline_s=tuple(_num(x) for x in data["baseline_s"]),
+                context=_context_from(ctx),
+                gil=_gil_from(data.get("gil")),
+                cell_setup_s=_num(data.get("cell_setup_s", 0.0)),
+                baseline_cpu_s=tuple(_num(x) for x in data.get("baseline_cpu_s", ())),
+                serial_first=tuple(bool(x) for x in data.get("serial_first", ())),
+                capacity=tuple(
+                    None if c is None else CapacityRound(**{k: c[k] for k in _CAPACITY_FIELDS})
+                    for c in data.get("capacity", ())
+                ),
+                precision=data.get("precision"),
+                stopped=str(data.get("stopped", "")),
+                host=None if data.get("host") is None else HostLoad(**data["host"]),
+            )
+        except KeyError as exc:
+            raise ValueError(f"not a gilfree cell: it has no {exc.args[0]!r}") from None
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise ValueError(f"not a gilfree cell: {exc}") from None
+
     def to_dict(self) -> dict[str, Any]:
         """Everything: raw timings, metadata and derived figures (JSON-ready)."""
         data = asdict(self)
+        for key in ("runs", "warmups"):  # stamps by name, not as bare arrays
+            for run in data[key]:
+                run["workers"] = [w._asdict() for w in run["workers"]]
         low, high = self.speedup_ci()
         cap_low, cap_high = self.capacity_ci()
         share_low, share_high = self.share_ci()
@@ -592,16 +641,168 @@ def _host_words(host: HostLoad) -> str:
 
 # ------------------------------------------------------------------------- JSON
 
+#: What every file gilfree writes says it is, and in which version of its
+#: shape: ``"format"`` and ``"version"`` in the JSON document and in the first
+#: line of the JSON Lines stream. Version 1 is gilfree 0.1's document, which
+#: had neither (it is still read); version 2 names every field (worker stamps
+#: are objects, not arrays) and stores the context once in the document.
+FORMAT = "gilfree-results"
+FORMAT_VERSION = 2
 
-def to_json(results: Sequence[Result], **meta: Any) -> dict[str, Any]:
-    """Every raw timing and the metadata, as one JSON-ready dict."""
+_CAPACITY_FIELDS = ("workers", "serial_s", "serial_cpu_s", "parallel_s", "parallel_cpu_s")
+
+
+def _num(value: Any) -> float:
+    """A float read back from JSON, where NaN was written as null."""
+    return float("nan") if value is None else float(value)
+
+
+def _run_from(data: dict[str, Any]) -> RunTiming:
+    from gilfree._worker import WorkerStamp
+
+    def stamp(w: Any) -> WorkerStamp:
+        if isinstance(w, dict):  # version 2: named
+            return WorkerStamp(
+                int(w["start_ns"]), int(w["end_ns"]), _num(w["cpu_s"]), int(w["iterations"])
+            )
+        return WorkerStamp(int(w[0]), int(w[1]), _num(w[2]), int(w[3]))  # version 1: an array
+
+    return RunTiming(
+        setup_s=_num(data["setup_s"]),
+        span_s=_num(data["span_s"]),
+        total_s=_num(data["total_s"]),
+        workers=tuple(stamp(w) for w in data["workers"]),
+        gil=_gil_from(data.get("gil")),
+        span_from=data.get("span_from", "shared clock"),
+    )
+
+
+def _gil_from(data: dict[str, Any] | None) -> GILReading | None:
+    if data is None:
+        return None
+    return GILReading(
+        gil=bool(data["gil"]),
+        samples=int(data["samples"]),
+        waited_s=_num(data["waited_s"]),
+        probed_s=_num(data["probed_s"]),
+        max_wait_s=_num(data["max_wait_s"]),
+        interval_s=_num(data["interval_s"]),
+    )
+
+
+def _context_from(data: dict[str, Any]) -> Context:
+    affinity = data.get("cpu_affinity")
+    return Context(
+        python=str(data["python"]),
+        implementation=str(data.get("implementation", "CPython")),
+        free_threaded_build=bool(data.get("free_threaded_build", False)),
+        gil_enabled=bool(data.get("gil_enabled", True)),
+        switch_interval_s=_num(data.get("switch_interval_s")),
+        cpu_count=data.get("cpu_count"),
+        cpu_affinity=None if affinity is None else tuple(affinity),
+        machine=str(data.get("machine", "")),
+        processor=str(data.get("processor", "")),
+        platform=str(data.get("platform", "")),
+        gilfree=str(data.get("gilfree", "")),
+        timestamp=str(data.get("timestamp", "")),
+    )
+
+
+def to_json(results: Sequence[Result], status: str = "complete", **meta: Any) -> dict[str, Any]:
+    """Every raw timing and the metadata, as one JSON-ready document:
+    ``format``, ``version``, the gilfree version, ``status``, the context
+    (once: a cell keeps its own only where it differs), ``meta`` (such as the
+    command) and the cells. :func:`load` reads it back."""
     from gilfree._version import __version__
 
+    cells = [r.to_dict() for r in results]
+    shared = cells[0]["context"] if cells else asdict(context())
+    for cell in cells:
+        if cell["context"] == shared:
+            del cell["context"]
     return {
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
         "gilfree": __version__,
+        "status": status,
+        "context": shared,
         **meta,
-        "results": [r.to_dict() for r in results],
+        "results": cells,
     }
+
+
+@dataclass(frozen=True)
+class SavedRun:
+    """A run read back by :func:`load`: its cells as :class:`Result` objects,
+    how it ended (``complete``, ``failed``, ``interrupted``, or ``cut off``
+    for a stream whose process was killed), and what else it recorded
+    (``command``, a ``check``'s verdict, ...)."""
+
+    path: str
+    results: list[Result]
+    status: str
+    meta: dict[str, Any]
+    version: int
+
+
+def load(path: str) -> SavedRun:
+    """Any file gilfree wrote with ``--json`` or ``--format json|jsonl``, in
+    any format version it knows, as a :class:`SavedRun`.
+
+    Raises ValueError naming the file and the problem: not a gilfree file, a
+    newer format version, an empty file, a stream cut inside its first line.
+    A stream cut later reads as ``"cut off"`` with the cells it holds.
+    OSError where it cannot be read."""
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    if not text.strip():
+        raise ValueError(f"{path}: the file is empty; is it the output of gilfree --json?")
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        doc = None  # JSON Lines (several values), or not JSON at all
+    if isinstance(doc, dict) and "record" not in doc:
+        if not isinstance(doc.get("results"), list):
+            raise ValueError(f"{path}: not a gilfree results file (no list of results)")
+        version = _version(path, doc, legacy=1)
+        shared = doc.get("context")
+        meta = {k: v for k, v in doc.items() if k not in ("results", "context")}
+        results = [_cell(path, i, c, shared) for i, c in enumerate(doc["results"], 1)]
+        return SavedRun(path, results, str(doc.get("status", "complete")), meta, version)
+    if isinstance(doc, list) or (doc is not None and not isinstance(doc, dict)):
+        raise ValueError(f"{path}: not a gilfree results file (a JSON {type(doc).__name__})")
+    log = read_json(path)
+    version = _version(path, log["start"], legacy=2)
+    shared = log["start"].get("context")
+    results = [_cell(path, i, c, shared) for i, c in enumerate(log["results"], 1)]
+    meta = {**log["start"], **(log["end"] or {})}
+    return SavedRun(path, results, log["status"], meta, version)
+
+
+def _version(path: str, header: dict[str, Any], legacy: int) -> int:
+    """The format version a file declares (``legacy`` where it declares none,
+    as gilfree 0.1's files did), refusing a newer one or another format."""
+    kind = header.get("format", FORMAT)
+    if kind != FORMAT:
+        raise ValueError(f"{path}: a {kind!r} file, not gilfree results")
+    version = header.get("version", legacy)
+    if not isinstance(version, int) or version < 1:
+        raise ValueError(f"{path}: format version {version!r} is not one gilfree wrote")
+    if version > FORMAT_VERSION:
+        raise ValueError(
+            f"{path}: format version {version}, newer than this gilfree reads (up to "
+            f"{FORMAT_VERSION}); upgrade it: pip install -U gilfree"
+        )
+    return version
+
+
+def _cell(path: str, number: int, data: Any, shared: dict[str, Any] | None) -> Result:
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: cell {number} is not an object")
+    try:
+        return Result.from_dict(data, shared)
+    except ValueError as exc:
+        raise ValueError(f"{path}: cell {number}: {exc}") from None
 
 
 class JsonLog:
@@ -623,7 +824,15 @@ class JsonLog:
         self.cells = 0
         self._file = sys.stdout if path == "-" else open(path, "w", encoding="utf-8")  # noqa: SIM115
         try:
-            self._write({"record": "start", "gilfree": __version__, **meta})
+            self._write(
+                {
+                    "record": "start",
+                    "format": FORMAT,
+                    "version": FORMAT_VERSION,
+                    "gilfree": __version__,
+                    **meta,
+                }
+            )
         except BaseException:
             self.close()
             raise

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from gilfree import run
-from gilfree.results import JsonLog, read_json
+from gilfree.results import JsonLog, Result, _clean, read_json
 
 
 @pytest.fixture(scope="module")
@@ -72,3 +72,111 @@ def test_what_is_not_one_log_is_named_as_what_it_is(
 ) -> None:
     with pytest.raises(ValueError, match=message):
         _read(tmp_path, make(log_lines))
+
+
+# ------------------------------------------------------- one format, versioned
+
+
+@pytest.fixture(scope="module")
+def measured() -> list:  # type: ignore[type-arg]
+    from gilfree import sweep
+
+    return sweep(["cython-nogil", "python"], ["threads", "processes"], [1, 2], n=10**5, repeats=2)
+
+
+def _text(r: Result) -> str:
+    """A result as canonical JSON text (NaN as null: NaN never equals itself)."""
+    return json.dumps(_clean(r.to_dict()), sort_keys=True)
+
+
+def test_from_dict_gives_back_the_same_result(measured: list) -> None:  # type: ignore[type-arg]
+    for r in measured:
+        data = json.loads(json.dumps(_clean(r.to_dict())))  # through real JSON
+        again = Result.from_dict(data)
+        assert _text(again) == _text(r)
+        assert again.speedup_ci() == pytest.approx(r.speedup_ci(), nan_ok=True)
+        assert again.gil == r.gil and again.host == r.host and again.capacity == r.capacity
+
+
+def test_stamps_are_named_and_the_document_stores_the_context_once(
+    measured: list,  # type: ignore[type-arg]
+) -> None:
+    from gilfree.results import FORMAT, FORMAT_VERSION, to_json
+
+    doc = to_json(measured, command=["sweep"])
+    assert doc["format"] == FORMAT and doc["version"] == FORMAT_VERSION
+    assert "context" in doc and all("context" not in cell for cell in doc["results"])
+    stamp = doc["results"][0]["runs"][0]["workers"][0]
+    assert set(stamp) == {"start_ns", "end_ns", "cpu_s", "iterations"}
+
+
+@pytest.mark.parametrize("fmt", ["json", "jsonl"])
+def test_load_reads_both_forms_back_as_results(
+    tmp_path: Path,
+    measured: list,
+    fmt: str,  # type: ignore[type-arg]
+) -> None:
+    from gilfree.formats import render
+    from gilfree.report import load
+
+    path = tmp_path / f"run.{fmt}"
+    path.write_text(render(fmt, measured, "complete", command=["sweep"]))
+    saved = load(str(path))
+    assert saved.status == "complete" and saved.version == 2
+    assert list(map(_text, saved.results)) == list(map(_text, measured))
+    assert saved.meta["command"] == ["sweep"]
+
+
+def test_load_reads_gilfree_0_1_documents() -> None:
+    from gilfree.report import load
+
+    saved = load(str(Path(__file__).parent / "data" / "demo-0.1.json"))
+    assert saved.version == 1 and len(saved.results) == 15
+    first = saved.results[0]
+    assert first.kernel == "python" and first.ok and first.runs[0].workers[0].iterations > 0
+
+
+def test_pandas_json_normalize_gives_clean_column_names(
+    measured: list,  # type: ignore[type-arg]
+) -> None:
+    pd = pytest.importorskip("pandas")
+    from gilfree.results import to_json
+
+    doc = json.loads(json.dumps(_clean(to_json(measured))))
+    frame = pd.json_normalize(doc["results"])
+    for column in ("kernel", "backend", "workers", "derived.speedup", "derived.busy_cpus"):
+        assert column in frame.columns
+    assert not any(str(c).isdigit() for c in frame.columns)  # no positional columns
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", r"the file is empty"),
+        ("   \n", r"the file is empty"),
+        ('{"machine_info": {}, "benchmarks": []}', r"not a gilfree results file"),
+        ("[1, 2]", r"not a gilfree results file \(a JSON list\)"),
+        ('{"format": "gilfree-results", "version": 99, "results": []}', r"format version 99"),
+        ('{"format": "other", "version": 1, "results": []}', r"a 'other' file"),
+        ('{"version": 2, "results": [{"kernel": "x"}]}', r"cell 1: not a gilfree cell"),
+        ("not json at all\n", r"not a gilfree JSON Lines record"),
+    ],
+)
+def test_load_names_what_is_wrong(tmp_path: Path, text: str, message: str) -> None:
+    from gilfree.report import load
+
+    path = tmp_path / "bad.json"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=message):
+        load(str(path))
+
+
+def test_a_newer_stream_is_refused(tmp_path: Path, log_lines: list[str]) -> None:
+    from gilfree.report import load
+
+    start = json.loads(log_lines[0])
+    start["version"] = 3
+    path = tmp_path / "new.jsonl"
+    path.write_text(json.dumps(start) + "\n" + "".join(log_lines[1:]))
+    with pytest.raises(ValueError, match=r"format version 3, newer than this gilfree reads"):
+        load(str(path))
