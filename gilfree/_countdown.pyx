@@ -45,6 +45,26 @@ import threading
 
 cdef extern from *:
     """
+    /* How this module was built, read back by build_info(). */
+    #if defined(__clang__)
+      #define GILFREE_COMPILER "clang " __clang_version__
+    #elif defined(__GNUC__)
+      #define GILFREE_COMPILER "gcc " __VERSION__
+    #elif defined(_MSC_VER)
+      #define GILFREE_STR2(x) #x
+      #define GILFREE_STR(x) GILFREE_STR2(x)
+      #define GILFREE_COMPILER "MSVC " GILFREE_STR(_MSC_FULL_VER)
+    #else
+      #define GILFREE_COMPILER "unknown"
+    #endif
+    static const char *gilfree_compiler(void) { return GILFREE_COMPILER; }
+    static long gilfree_cython_hex(void) { return (long)CYTHON_HEX_VERSION; }
+    """
+    const char *gilfree_compiler() noexcept
+    long gilfree_cython_hex() noexcept
+
+cdef extern from *:
+    """
     #if defined(__GNUC__) || defined(__clang__)
       /* The counter goes through a register the optimizer cannot see into. */
       #define GILFREE_OPAQUE(x) __asm__ volatile("" : "+r"(x))
@@ -113,6 +133,17 @@ class Cancelled(RuntimeError):
         else:
             super().__init__(f"countdown cancelled after {performed} iterations")
         self.performed = performed
+
+
+def build_info():
+    """How this compiled module was built: ``{"cython": "3.3.1", "compiler":
+    "gcc 12.2.0"}`` (the Cython that generated its C, and the C compiler's own
+    version string), read from constants compiled into it."""
+    cdef long h = gilfree_cython_hex()
+    return {
+        "cython": f"{(h >> 24) & 0xff}.{(h >> 16) & 0xff}.{(h >> 8) & 0xff}",
+        "compiler": gilfree_compiler().decode("utf-8", "replace"),
+    }
 
 
 def cancel_running():

@@ -25,10 +25,12 @@ so they never pass for Ctrl-C or end the caller.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import importlib
 import math
+import os
 import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -187,6 +189,8 @@ class CheckReport:
     function: str
     calls: int
     results: tuple[Result, ...]
+    #: The BLAS/OpenMP thread limit it was measured under (None: none set).
+    blas_threads: int | None = None
 
     @property
     def serial_call_s(self) -> float:
@@ -203,7 +207,13 @@ class CheckReport:
         are those of :func:`gilfree.report.verdict`."""
         from gilfree.report import verdict
 
-        return verdict(self.results, self.function)
+        line = verdict(self.results, self.function)
+        if line.startswith("GIL-bound"):
+            line += (
+                "; py-spy record --gil --native -o gil.svg -- python your_program.py shows "
+                "where the GIL is held"
+            )
+        return line
 
     @property
     def warnings(self) -> list[str]:
@@ -218,6 +228,22 @@ class CheckReport:
                 f"one round takes {call * self.calls * 1000:.2f} ms per worker: too short to "
                 "judge reliably; pass a larger input or more calls (calls=N, --calls N)",
             )
+        if self.blas_threads is None:
+            pools = [
+                p
+                for r in self.results[:1]
+                for p in r.context.thread_pools
+                if (p.get("num_threads") or 1) > 1
+            ]
+            if pools:
+                named = ", ".join(
+                    f"{p['internal_api']} ({p['num_threads']} threads)" for p in pools
+                )
+                notes.append(
+                    f"thread pools are loaded: {named}; a function that calls them runs "
+                    "threads of its own even in the serial run, and its workers compete for "
+                    "CPUs. blas_threads=1 (--blas-threads 1) keeps each to one thread"
+                )
         return notes
 
     def to_dict(self) -> dict[str, Any]:
@@ -227,6 +253,7 @@ class CheckReport:
             "serial_call_s": self.serial_call_s,
             "verdict": self.verdict,
             "warnings": self.warnings,
+            "blas_threads": self.blas_threads,
             "results": [r.to_dict() for r in self.results],
         }
 
@@ -278,6 +305,7 @@ def check_call(
     progress: ProgressHook | None = None,
     timeout: float | None = None,
     on_result: ResultHook | None = None,
+    blas_threads: int | None = None,
 ) -> CheckReport:
     """:func:`check` with every setting.
 
@@ -299,25 +327,61 @@ def check_call(
     backends
         Where to run it (default threads, processes, interpreters; those
         unavailable here come back as unsupported cells with the reason).
+    blas_threads
+        Keep BLAS and OpenMP thread pools to this many threads while it is
+        measured (threadpoolctl's ``threadpool_limits``, and the
+        ``OMP_NUM_THREADS``-style variables for worker processes started
+        fresh), so a function that calls BLAS does not run threads of its own
+        inside a "serial" run, or oversubscribe the workers. None: as they are.
     """
     kernel = as_kernel(fn, args, kwargs)
     count = check_count(workers, "workers", minimum=1, maximum=MAX_WORKERS)
     n = check_count(calls, "calls", minimum=1, maximum=10**9)
-    results = sweep(
-        [kernel],
-        backends,
-        [count],
-        n,
-        scaling="weak",
-        repeats=repeats,
-        warmups=warmups,
-        precision=precision,
-        max_time=max_time,
-        max_rounds=max_rounds,
-        start_method=start_method,
-        scheduler=scheduler,
-        progress=progress,
-        timeout=timeout,
-        on_result=on_result,
-    )
-    return CheckReport(kernel.name, n, tuple(results))
+    if blas_threads is not None:
+        check_count(blas_threads, "blas_threads", minimum=1, maximum=4096)
+    with _blas_limited(blas_threads):
+        results = sweep(
+            [kernel],
+            backends,
+            [count],
+            n,
+            scaling="weak",
+            repeats=repeats,
+            warmups=warmups,
+            precision=precision,
+            max_time=max_time,
+            max_rounds=max_rounds,
+            start_method=start_method,
+            scheduler=scheduler,
+            progress=progress,
+            timeout=timeout,
+            on_result=on_result,
+        )
+    return CheckReport(kernel.name, n, tuple(results), blas_threads)
+
+
+#: The variables BLAS and OpenMP libraries read when they load (in worker
+#: processes started fresh, which threadpool_limits in this one cannot reach).
+BLAS_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+@contextlib.contextmanager
+def _blas_limited(threads: int | None) -> Iterator[None]:
+    """BLAS/OpenMP pools limited to ``threads`` while the block runs (nothing
+    when None), the environment restored after."""
+    if threads is None:
+        yield
+        return
+    from threadpoolctl import threadpool_limits
+
+    saved = {name: os.environ.get(name) for name in BLAS_VARIABLES}
+    os.environ.update(dict.fromkeys(BLAS_VARIABLES, str(threads)))
+    try:
+        with threadpool_limits(limits=threads):
+            yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

@@ -535,6 +535,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         help="calls per worker per round (default 1); raise it for a fast function",
     )
+    ck.add_argument(
+        "--blas-threads",
+        type=_bounded("--blas-threads", 1, 4096),
+        metavar="N",
+        help="keep BLAS/OpenMP thread pools (NumPy's linear algebra) to N threads while "
+        "measuring, so a serial run is serial and workers do not oversubscribe the CPUs "
+        "(default: as they are; a warning says when they run several threads)",
+    )
     _backends_option(ck)
     _common(ck, sizing=False)
 
@@ -953,6 +961,7 @@ def cmd_check(args: argparse.Namespace) -> int:
                 call_kwargs,
                 workers=args.workers,
                 calls=args.calls,
+                blas_threads=args.blas_threads,
                 backends=args.backends,
                 progress=hook,
                 on_result=args.recorder.add,
@@ -1011,6 +1020,13 @@ def cmd_info(args: argparse.Namespace) -> int:
         f"CPUs          {c.cpu_count} ({len(c.cpu_affinity or ())} usable by this process)",
         f"processor     {c.processor}",
         f"platform      {c.platform}",
+        f"built with    Cython {c.build.get('cython', '?')}, {c.build.get('compiler', '?')}",
+        f"NumPy         {c.numpy or 'not installed'}",
+        "thread pools  "
+        + (
+            ", ".join(f"{p['internal_api']} {p['num_threads']} threads" for p in c.thread_pools)
+            or "none loaded"
+        ),
         f"start methods {', '.join(multiprocessing.get_all_start_methods())}",
         "backends:",
         *(f"  {name:<13} {why}" for name, why in backends.items()),

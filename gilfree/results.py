@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import functools
 import json
 import math
 import os
@@ -99,6 +100,15 @@ class Context:
     platform: str
     gilfree: str
     timestamp: str
+    #: How gilfree's compiled module was built: ``{"cython": ..., "compiler": ...}``.
+    build: dict[str, str] = field(default_factory=dict, hash=False)
+    #: NumPy's version, where it is installed.
+    numpy: str | None = None
+    #: The native thread pools loaded in this process when the result was
+    #: taken (threadpoolctl's ``threadpool_info()``: BLAS, OpenMP), each with
+    #: its ``num_threads``. A BLAS pool of several threads makes a "serial"
+    #: run of a function that calls BLAS parallel already.
+    thread_pools: tuple[dict[str, Any], ...] = field(default=(), hash=False)
 
     @property
     def cpus_available(self) -> int:
@@ -136,7 +146,41 @@ def context() -> Context:
         platform=platform.platform(),
         gilfree=__version__,
         timestamp=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        build=_build_info(),
+        numpy=_numpy_version(),
+        thread_pools=thread_pools(),
     )
+
+
+@functools.cache
+def _build_info() -> dict[str, str]:
+    from gilfree import _countdown
+
+    return dict(_countdown.build_info())
+
+
+@functools.cache
+def _numpy_version() -> str | None:
+    try:
+        from importlib.metadata import version
+
+        return version("numpy")
+    except Exception:  # not installed (or no metadata): nothing to record
+        return None
+
+
+#: What :func:`thread_pools` keeps of each pool threadpoolctl reports.
+POOL_KEYS = ("user_api", "internal_api", "prefix", "version", "num_threads", "filepath")
+
+
+def thread_pools() -> tuple[dict[str, Any], ...]:
+    """The BLAS and OpenMP thread pools loaded in this process now
+    (threadpoolctl), or none where threadpoolctl is missing."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return ()
+    return tuple({k: pool.get(k) for k in POOL_KEYS} for pool in threadpool_info())
 
 
 def _rel_stdev(values: Sequence[float]) -> float:
@@ -705,6 +749,9 @@ def _context_from(data: dict[str, Any]) -> Context:
         platform=str(data.get("platform", "")),
         gilfree=str(data.get("gilfree", "")),
         timestamp=str(data.get("timestamp", "")),
+        build=dict(data.get("build") or {}),
+        numpy=data.get("numpy"),
+        thread_pools=tuple(data.get("thread_pools") or ()),
     )
 
 

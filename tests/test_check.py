@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -311,3 +312,67 @@ def test_cli_check_in_a_subprocess_from_the_users_folder() -> None:
 def test_check_is_public() -> None:
     assert gilfree.check is check and callable(gilfree.check)
     assert {"check", "check_call", "CheckReport"} <= set(gilfree.__all__)
+
+
+# ----------------------------------------------------------- context, BLAS, py-spy
+
+
+def test_results_record_the_build_numpy_and_thread_pools() -> None:
+    import numpy as np
+
+    r = gilfree.run("cython-nogil", "threads", n=10**5, repeats=1, precision=None)
+    assert re.fullmatch(r"\d+\.\d+\.\d+", r.context.build["cython"])
+    assert r.context.build["compiler"] not in ("", "unknown")
+    assert r.context.numpy == np.__version__
+    np.ones((8, 8)) @ np.ones((8, 8))  # BLAS loaded now
+    pools = gilfree.run("cython-nogil", "threads", n=10**5, repeats=1).context.thread_pools
+    assert any(p["user_api"] == "blas" and p["num_threads"] >= 1 for p in pools)
+
+
+def test_blas_threads_limits_the_pools_while_measuring_and_restores_them() -> None:
+    from threadpoolctl import threadpool_info
+
+    userfuncs.BLAS_SEEN.clear()
+    before = [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+    env = os.environ.get("OPENBLAS_NUM_THREADS")
+    report = check_call(
+        userfuncs.blas_threads_seen,
+        backends=["threads"],
+        repeats=1,
+        precision=None,
+        blas_threads=1,
+    )
+    assert userfuncs.BLAS_SEEN and all(seen == [1] * len(seen) for seen in userfuncs.BLAS_SEEN)
+    assert [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"] == before
+    assert os.environ.get("OPENBLAS_NUM_THREADS") == env
+    assert report.blas_threads == 1 and not any("thread pools" in w for w in report.warnings)
+
+
+def test_an_unlimited_multithreaded_blas_pool_is_warned_about() -> None:
+    from threadpoolctl import threadpool_info
+
+    report = check_call(userfuncs.blas_threads_seen, backends=["threads"], repeats=1)
+    if not any(p["num_threads"] > 1 for p in threadpool_info()):
+        pytest.skip("BLAS runs one thread here: nothing to warn about")
+    assert any("--blas-threads 1" in w for w in report.warnings)
+
+
+def test_a_gil_bound_check_points_to_py_spy() -> None:
+    from test_measure import fake
+
+    from gilfree.checker import CheckReport
+
+    cells = (
+        fake("f", "threads", [0.98, 1.0, 1.01], contention=0.9, busy=1.0, capacity=1.9),
+        fake("f", "processes", [1.9, 1.95, 2.0]),
+    )
+    report = CheckReport("f", 1, cells)
+    assert report.verdict.startswith("GIL-bound")
+    assert "py-spy record --gil --native" in report.verdict
+
+
+def test_cli_blas_threads_is_checked(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["check", "userfuncs:spin", "10", "--blas-threads", "0"])
+    assert info.value.code == 2
+    assert "--blas-threads takes a whole number from 1 to 4096" in capsys.readouterr().err

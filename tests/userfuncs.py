@@ -125,3 +125,16 @@ def sleep_in_subinterpreters(seconds: float) -> None:
 
     if number(interpreters.get_current()) != number(interpreters.get_main()):
         time.sleep(seconds)
+
+
+def blas_threads_seen() -> None:
+    """Records, in BLAS_SEEN, the thread count of every BLAS pool while it runs."""
+    import numpy as np
+    from threadpoolctl import threadpool_info
+
+    np.ones((64, 64)) @ np.ones((64, 64))  # loads BLAS
+    BLAS_SEEN.append([p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"])
+    time.sleep(0.002)
+
+
+BLAS_SEEN: list[list[int]] = []
