@@ -445,7 +445,8 @@ def _output_options(p: argparse.ArgumentParser) -> None:
         default="table",
         help="what to write: table (the report, default), json (one document), jsonl (one "
         "line per cell as it completes), csv (one row per cell), markdown (table and "
-        "verdicts); anything but table goes to -o or stdout, and the report to stderr",
+        "verdicts), html (one page with the plot); anything but table goes to -o or "
+        "stdout, and the report to stderr",
     )
     p.add_argument(
         "-o",
@@ -654,7 +655,7 @@ class _Recorder:
                 raise _Usage("--json already writes JSON Lines; give it or --format jsonl")
             self.path = args.output or "-"
         #: json, csv or markdown: written whole when the run ends, to ``output``.
-        self.document = args.format if args.format in ("json", "csv", "markdown") else None
+        self.document = args.format if args.format in ("json", "csv", "markdown", "html") else None
         self.output: str = args.output or "-"
         self.argv: list[str] = args.argv
         self.results: list[Result] = []
@@ -721,6 +722,8 @@ class _Recorder:
         meta = {"command": self.argv, **self.meta} if fmt == "json" else {}
         if fmt == "markdown":
             meta = {"title": "`gilfree " + " ".join(self.argv) + "`"}
+        elif fmt == "html":
+            meta = {"title": "gilfree " + " ".join(self.argv)}
         text = render(fmt, self.results, status, **meta)
         try:
             if self.output == "-":
@@ -1116,7 +1119,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         meta: dict[str, Any] = {}
         if args.format == "json":
             meta = {k: v for k, v in saved.meta.items() if k in ("command", "check")}
-        elif args.format == "markdown":
+        elif args.format in ("markdown", "html"):
             meta = {"title": args.results}
         text = render(args.format, saved.results, status, **meta)
         if (args.output or "-") == "-":

@@ -6,7 +6,9 @@ context once, named fields); ``jsonl`` the stream :class:`~gilfree.results.JsonL
 writes while a run goes (start line, one line per cell, end line), here
 rendered whole; ``csv`` one row per cell with the figures a spreadsheet
 wants; ``markdown`` the compact table and the verdicts, for a README or an
-issue. :func:`gilfree.results.load` reads both JSON forms back.
+issue; ``html`` one self-contained page to share a run (the table, the
+verdicts, the context and the speedup plot inline as SVG), readable on a
+phone. :func:`gilfree.results.load` reads both JSON forms back.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from gilfree.results import FORMAT, FORMAT_VERSION, Result, _clean, to_json
 __all__ = ["CSV_COLUMNS", "FORMATS", "render"]
 
 #: What ``--format`` takes; ``table`` is the terminal report.
-FORMATS = ("table", "json", "jsonl", "csv", "markdown")
+FORMATS = ("table", "json", "jsonl", "csv", "markdown", "html")
 
 #: The columns of ``csv``, one row per cell.
 CSV_COLUMNS = (
@@ -67,6 +69,8 @@ def render(fmt: str, results: Sequence[Result], status: str = "complete", **meta
         return _csv(results)
     if fmt == "markdown":
         return _markdown(results, meta.get("title", "gilfree"))
+    if fmt == "html":
+        return _html(results, meta.get("title", "gilfree"), status)
     raise ValueError(f"unknown format {fmt!r}; use one of: {', '.join(FORMATS)}")
 
 
@@ -159,3 +163,115 @@ def _markdown(results: Sequence[Result], title: str) -> str:
     if machine is not None:
         lines += ["", f"{machine.implementation} {machine.python}, {machine.processor}"]
     return "\n".join(lines) + "\n"
+
+
+_PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 1rem auto; max-width: 60rem;
+       padding: 0 1rem; line-height: 1.45; color: #1b1b1b; }}
+h1 {{ font-size: 1.3rem; word-break: break-word; }}
+.scroll {{ overflow-x: auto; }}
+table {{ border-collapse: collapse; font-variant-numeric: tabular-nums; }}
+th, td {{ padding: 0.25rem 0.6rem; border-bottom: 1px solid #ddd; text-align: left;
+         white-space: nowrap; }}
+td.num {{ text-align: right; }}
+.verdicts li {{ margin-bottom: 0.4rem; }}
+figure {{ margin: 1rem 0; }}
+figure svg {{ width: 100%; height: auto; }}
+.context, .notes {{ color: #555; font-size: 0.9rem; }}
+@media (max-width: 40rem) {{
+  th, td {{ padding: 0.2rem 0.3rem; font-size: 0.8rem; }}
+}}
+</style>
+</head>
+<body>
+<h1>{title}</h1>
+<p class="context">{status}</p>
+<h2>Verdicts</h2>
+<ul class="verdicts">
+{verdicts}
+</ul>
+<div class="scroll"><table>
+<thead><tr><th>kernel</th><th>backend</th><th>workers</th><th>speedup [95% CI]</th>
+<th>GIL wait</th><th>mark</th></tr></thead>
+<tbody>
+{rows}
+</tbody>
+</table></div>
+{plot}
+{notes}
+<h2>Context</h2>
+<ul class="context">
+{context}
+</ul>
+</body>
+</html>
+"""
+
+
+def _html(results: Sequence[Result], title: str, status: str) -> str:
+    from html import escape
+
+    from gilfree.report import cell_mark, unsupported_notes, verdicts
+
+    reasons = unsupported_notes(results)
+    rows = []
+    for r in results:
+        if r.ok:
+            low, high = r.speedup_ci()
+            flag = " !" if r.warnings else ""
+            speedup = f"{r.speedup:.2f}x [{low:.2f}, {high:.2f}]{flag}"
+            gil = r.gil.short() if r.gil is not None else ""
+            mark = cell_mark(r)
+        else:
+            speedup = f"{r.status} ({reasons.index(r.reason.split(chr(10), 1)[0]) + 1})"
+            gil = mark = ""
+        rows.append(
+            f"<tr><td>{escape(r.kernel)}</td><td>{escape(r.backend)}</td>"
+            f'<td class="num">{r.workers}</td><td class="num">{escape(speedup)}</td>'
+            f'<td class="num">{escape(gil)}</td><td>{escape(mark)}</td></tr>'
+        )
+    notes = [f"({i}) {reason}" for i, reason in enumerate(reasons, 1)]
+    notes += [w for r in results for w in r.warnings]
+    plot = ""
+    if any(r.ok for r in results):
+        try:
+            from gilfree.plot import svg
+
+            drawing = svg(results)
+            plot = "<figure>" + drawing[drawing.index("<svg") :] + "</figure>"
+        except ImportError:  # matplotlib is an optional extra
+            plot = '<p class="notes">(the plot needs matplotlib: pip install "gilfree[plot]")</p>'
+    context: list[str] = []
+    if results:
+        c = results[0].context
+        gil = "GIL enabled" if c.gil_enabled else "GIL disabled"
+        context = [
+            f"{c.implementation} {c.python} ({gil}), switch interval "
+            f"{c.switch_interval_s * 1000:g} ms",
+            f"{c.processor}, {c.cpus_available} CPUs available of {c.cpu_count}",
+            c.platform,
+            f"gilfree {c.gilfree}, built with Cython {c.build.get('cython', '?')} and "
+            f"{c.build.get('compiler', '?')}; NumPy {c.numpy or 'not installed'}",
+            f"measured {c.timestamp}",
+        ]
+    return _PAGE.format(
+        title=escape(title),
+        status=escape(f"{len(results)} cells, {status}"),
+        verdicts="\n".join(f"<li>{escape(line)}</li>" for line in verdicts(results)),
+        rows="\n".join(rows),
+        notes=(
+            f'<details class="notes"><summary>{len(notes)} note(s) and warning(s)</summary>\n'
+            + "\n".join(f"<p>{escape(n)}</p>" for n in notes)
+            + "\n</details>"
+            if notes
+            else ""
+        ),
+        plot=plot,
+        context="\n".join(f"<li>{escape(line)}</li>" for line in context),
+    )

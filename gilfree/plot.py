@@ -13,7 +13,15 @@ from typing import Any
 
 from gilfree.results import Result
 
-__all__ = ["PLOT_FORMATS", "PlotUnavailableError", "plot", "plot_format", "require_matplotlib"]
+__all__ = [
+    "PLOT_FORMATS",
+    "PlotUnavailableError",
+    "figure",
+    "plot",
+    "plot_format",
+    "require_matplotlib",
+    "svg",
+]
 
 #: File endings :func:`plot` writes, and the format each one means.
 PLOT_FORMATS = {".png": "png", ".svg": "svg"}
@@ -53,6 +61,22 @@ def plot(results: Sequence[Result], path: str) -> Any:
     backend are left alone.
     """
     fmt = plot_format(path)
+    fig = figure(results)
+    fig.savefig(path, format=fmt)
+    return fig
+
+
+def svg(results: Sequence[Result]) -> str:
+    """The same plot as SVG text, to put inline in a page."""
+    import io
+
+    out = io.StringIO()
+    figure(results).savefig(out, format="svg")
+    return out.getvalue()
+
+
+def figure(results: Sequence[Result]) -> Any:
+    """The plot as a bare matplotlib Figure (see :func:`plot`)."""
     require_matplotlib()
     from matplotlib.figure import Figure
 
@@ -96,5 +120,4 @@ def plot(results: Sequence[Result], path: str) -> Any:
     fig.suptitle(f"gilfree: {c.processor}, {cpus} CPUs\n{c.implementation} {c.python} ({gil})")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize="small")
-    fig.savefig(path, format=fmt)
     return fig

@@ -167,3 +167,42 @@ def test_the_document_is_plain_json_with_its_version(tmp_path: Path) -> None:
     path = _saved(tmp_path, "doc.json", [fake("python", "threads", 1.0)])
     data = json.loads(Path(path).read_text())
     assert data["format"] == "gilfree-results" and data["version"] == 2
+
+
+def test_the_html_page_shows_the_verdicts_and_the_plot_in_a_real_browser(
+    tmp_path: Path,
+) -> None:
+    import shutil
+    import subprocess
+
+    pytest.importorskip("matplotlib")
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("no headless browser: Debian's chromium package is not installed")
+    page = tmp_path / "run.html"
+    assert main(["sweep", *QUICK, "--format", "html", "-o", str(page)]) == 0
+    text = page.read_text()
+    assert "<svg" in text and "http" not in text.split("<svg", 1)[0].replace(
+        "http://www.w3.org", ""
+    )  # self-contained: nothing fetched
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--window-size=390,2400"]
+    dom = subprocess.run(
+        [browser, *flags, "--dump-dom", page.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
+    assert "python: " in dom and "cython-nogil: " in dom  # the verdicts, as rendered
+    assert "<svg" in dom and "speedup vs one thread" in dom  # the plot, inline
+    shot = tmp_path / "phone.png"
+    subprocess.run(
+        [browser, *flags, f"--screenshot={shot}", page.as_uri()],
+        capture_output=True,
+        timeout=120,
+    )
+    from PIL import Image
+
+    with Image.open(shot) as image:
+        assert image.width == 390  # a phone's width: the page lays out in it
+        colours = image.convert("L").getextrema()
+        assert colours[0] < 100 < colours[1]  # text and plot drawn, not a blank page
