@@ -570,11 +570,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="two saved runs, cell by cell: what changed, and whether beyond noise",
         description="Match the cells of two saved runs by kernel, backend, workers and "
         "scaling (not by n, which is sized per run) and report the change in speedup, GIL "
-        "wait and busy CPUs. A change is called real only when the two 95%% intervals do "
+        "wait and busy CPUs. A change is called real only when the two 95% intervals do "
         "not overlap. Runs on different machines or builds are compared with a warning "
         "that says what differs.",
         epilog="Example, in CI: gilfree compare baseline.json new.json --fail-if "
-        "'speedup<-10%%' (exit 1 when a cell's speedup fell by more than 10%% and by more "
+        "'speedup<-10%' (exit 1 when a cell's speedup fell by more than 10% and by more "
         "than the noise)",
     )
     compare.add_argument("before", metavar="BEFORE", help="the earlier run (.json or .jsonl)")
