@@ -489,8 +489,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser(
         "run",
-        help="one kernel on one backend",
-        description="Measure one kernel on one backend against its serial run.",
+        help="one cell (or a few): kernels x backends x workers, run's defaults",
+        description="Measure kernels on backends against their serial runs: by default "
+        "one cell, cython-nogil on 2 threads. Takes sweep's flags in the same spelling "
+        "(lists with commas); a cell that cannot run here is a failure (exit 1).",
     )
     _grid_options(run, kernels=["cython-nogil"], backends=["threads"], workers=[2])
     _common(run)
