@@ -58,12 +58,12 @@ KNOWN: list[tuple[str, Callable[..., Any], tuple[Any, ...], str]] = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("fn", "args", "expected"), [k[1:] for k in KNOWN], ids=[k[0] for k in KNOWN]
-)
 OPPOSITE = {"holds": "releases", "releases": "holds"}
 
 
+@pytest.mark.parametrize(
+    ("fn", "args", "expected"), [k[1:] for k in KNOWN], ids=[k[0] for k in KNOWN]
+)
 def test_known_cases(fn: Callable[..., Any], args: tuple[Any, ...], expected: str) -> None:
     # A reading runs 50 ms. On a busy shared host the OS can keep the probe
     # thread waiting for a CPU inside that window, which dilutes the reading
