@@ -4,7 +4,8 @@
 #
 #   bash bench/verdict_figures.sh [PYTHON]      (default: python3)
 #
-# Writes bench/results/{verdicts,noise,article,demo,demo-time}-X.Y.txt.
+# Writes bench/results/{verdicts,noise,article,demo,demo-time}-X.Y.txt and demo-X.Y.jsonl
+# (the demo's every timing, readable with gilfree show).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 py=${1:-python3}
@@ -18,8 +19,9 @@ export PYTHONUNBUFFERED=1
 "$py" -c 'import subprocess, sys, time
 t = time.perf_counter()
 with open(sys.argv[1], "w") as f:
-    subprocess.run([sys.executable, "-m", "gilfree", "demo", "--no-progress"], check=True,
-                   stdout=f)
+    subprocess.run([sys.executable, "-m", "gilfree", "demo", "--no-progress",
+                    "--json", sys.argv[2]], check=True, stdout=f)
 print(f"gilfree demo (defaults): {time.perf_counter() - t:.1f} s")' "$out/demo-$v.txt" \
+    "$out/demo-$v.jsonl" \
     > "$out/demo-time-$v.txt"
 echo "written: $out/{verdicts,noise,article,demo,demo-time}-$v.txt"

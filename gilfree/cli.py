@@ -282,26 +282,21 @@ def _grid_options(
 ) -> None:
     """``-k``, ``-b``, ``-w`` and ``--plot``, spelt alike for ``run`` and
     ``sweep`` (only their defaults differ): each takes a comma-separated list."""
-    p.add_argument(
-        "-k",
-        "--kernels",
-        "--kernel",
-        dest="kernels",
-        type=_names(KERNELS, "kernel"),
-        default=kernels,
-        help=f"comma-separated kernels or 'all': {', '.join(KERNELS)} "
-        f"(default {','.join(kernels) if len(kernels) < len(KERNELS) else 'all'})",
-    )
-    p.add_argument(
-        "-b",
-        "--backends",
-        "--backend",
-        dest="backends",
-        type=_names(BACKENDS, "backend"),
-        default=backends,
-        help=f"comma-separated backends or 'all': {', '.join(BACKENDS)} "
-        f"(default {','.join(backends)})",
-    )
+    grid: list[tuple[str, str, Any, list[str]]] = [
+        ("-k", "kernels", KERNELS, kernels),
+        ("-b", "backends", BACKENDS, backends),
+    ]
+    for short, plural, registry, default in grid:
+        p.add_argument(
+            short,
+            f"--{plural}",
+            f"--{plural[:-1]}",
+            dest=plural,
+            type=_names(registry, plural[:-1]),
+            default=default,
+            help=f"comma-separated {plural} or 'all': {', '.join(registry)} (default "
+            f"{'all' if len(default) == len(registry) else ','.join(default)})",
+        )
     p.add_argument(
         "-w",
         "--workers",

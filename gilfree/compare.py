@@ -14,9 +14,9 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from rich import box
 from rich.table import Table
 
+from gilfree.report import compact_table
 from gilfree.results import Result
 
 __all__ = ["Change", "compare", "context_differences", "table"]
@@ -147,26 +147,20 @@ def _pct(value: float, points: bool = False) -> str:
 def table(pairs: Sequence[Change], title: str) -> Table:
     """The matched cells: speedup before and after with intervals, the change,
     whether it is real, and the GIL wait and busy CPUs before -> after."""
-    t = Table(
-        title=title,
-        title_justify="left",
-        box=box.SIMPLE_HEAD,
-        show_edge=False,
-        pad_edge=False,
-        collapse_padding=True,
+    t = compact_table(
+        title,
+        [
+            ("kernel", "left"),
+            ("backend", "left"),
+            ("w", "right"),
+            ("before", "right"),
+            ("after", "right"),
+            ("change", "right"),
+            ("", "left"),
+            ("GIL wait", "right"),
+            ("busy CPUs", "right"),
+        ],
     )
-    for name, justify in [
-        ("kernel", "left"),
-        ("backend", "left"),
-        ("w", "right"),
-        ("before", "right"),
-        ("after", "right"),
-        ("change", "right"),
-        ("", "left"),
-        ("GIL wait", "right"),
-        ("busy CPUs", "right"),
-    ]:
-        t.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
     for p in pairs:
         b, a = p.before, p.after
         if not p.measured:

@@ -34,6 +34,7 @@ __all__ = [
     "SavedRun",
     "cell_mark",
     "classic_summary",
+    "compact_table",
     "load",
     "plot",
     "plot_format",
@@ -98,9 +99,7 @@ def table(results: Sequence[Result], title: str = "gilfree", wide: bool = False)
     reasons = unsupported_notes(results)
     for r in results:
         if not r.ok:
-            label = _STATUS_LABELS.get(r.status, r.status)
-            mark = f"{label} ({reasons.index(_headline(r.reason)) + 1})"
-            t.add_row(r.kernel, r.backend, str(r.workers), _n(r.n), mark)
+            t.add_row(r.kernel, r.backend, str(r.workers), _n(r.n), _did_not_run(r, reasons))
             continue
         low, high = r.speedup_ci()
         rounds = str(r.rounds) + (f", {r.excluded_rounds} out" if r.excluded_rounds else "")
@@ -125,9 +124,11 @@ def table(results: Sequence[Result], title: str = "gilfree", wide: bool = False)
     return t
 
 
-def _compact(results: Sequence[Result], title: str) -> Table:
-    # No edges, one padding between columns: 79 characters at the widest
-    # (cython-object, interpreters, a flagged interval, GIL-bound).
+def compact_table(title: str, columns: Sequence[tuple[str, str]]) -> Table:
+    """An empty table in the compact style: no edges, a rule under the header
+    and one padding between columns, so that six columns of a sweep fit 80
+    characters (79 at the widest: cython-object, interpreters, a flagged
+    interval, GIL-bound). ``columns``: (name, ``left`` or ``right``)."""
     t = Table(
         title=title,
         title_justify="left",
@@ -136,21 +137,33 @@ def _compact(results: Sequence[Result], title: str) -> Table:
         pad_edge=False,
         collapse_padding=True,
     )
-    for name, justify in [
-        ("kernel", "left"),
-        ("backend", "left"),
-        ("workers", "right"),
-        ("speedup [95% CI]", "right"),
-        ("GIL wait", "right"),
-        ("mark", "left"),
-    ]:
+    for name, justify in columns:
         t.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+    return t
+
+
+def _did_not_run(r: Result, reasons: list[str]) -> str:
+    """``failed (2)``: the status of a cell that did not run, and its note's number."""
+    label = _STATUS_LABELS.get(r.status, r.status)
+    return f"{label} ({reasons.index(_headline(r.reason)) + 1})"
+
+
+def _compact(results: Sequence[Result], title: str) -> Table:
+    t = compact_table(
+        title,
+        [
+            ("kernel", "left"),
+            ("backend", "left"),
+            ("workers", "right"),
+            ("speedup [95% CI]", "right"),
+            ("GIL wait", "right"),
+            ("mark", "left"),
+        ],
+    )
     reasons = unsupported_notes(results)
     for r in results:
         if not r.ok:
-            label = _STATUS_LABELS.get(r.status, r.status)
-            mark = f"{label} ({reasons.index(_headline(r.reason)) + 1})"
-            t.add_row(r.kernel, r.backend, str(r.workers), mark)
+            t.add_row(r.kernel, r.backend, str(r.workers), _did_not_run(r, reasons))
             continue
         low, high = r.speedup_ci()
         speedup = f"{_x(r.speedup)} [{low:.2f}, {high:.2f}]" + (
