@@ -146,6 +146,7 @@ def test_pandas_json_normalize_gives_clean_column_names(
     frame = pd.json_normalize(doc["results"])
     for column in ("kernel", "backend", "workers", "derived.speedup", "derived.busy_cpus"):
         assert column in frame.columns
+    assert "derived.speedup_ci95.low" in frame.columns  # intervals are named too
     assert not any(str(c).isdigit() for c in frame.columns)  # no positional columns
 
 
