@@ -34,7 +34,7 @@ done
     --benchmark-json="$out/dask-3.11.json" > "$out/dask-3.11.txt"
 
 "$new" -m gilfree sweep -k python,cython-gil,cython-nogil,numpy -b threads,processes,interpreters \
-    -w 1,2,4 --seconds 0.5 --no-progress --json "$out/sweep-3.13.json" \
+    -w 1,2,4 --seconds 0.5 --no-progress --format json -o "$out/sweep-3.13.json" \
     --plot "$out/sweep-3.13.png" > "$out/sweep-3.13.txt"
 "$old" bench/sigint_latency.py --rounds 5 --backends threads,processes,dask > "$out/sigint-3.11.txt"
 "$new" bench/sigint_latency.py --rounds 5 --backends threads,processes,interpreters \
