@@ -647,11 +647,12 @@ class _Recorder:
 
     def __init__(self, args: argparse.Namespace) -> None:
         self.path: str | None = args.json
+        self.option = "--json"  # how the user named the stream's path
         if args.format == "jsonl":  # the same stream, to -o or stdout
             if args.json:
                 raise _Usage("--json already writes JSON Lines; give it or --format jsonl")
-            self.path = args.output or "-"
-        #: json, csv or markdown: written whole when the run ends, to ``output``.
+            self.path, self.option = args.output or "-", "-o"
+        #: json, csv, markdown or html: written whole when the run ends, to ``output``.
         self.document = args.format if args.format in ("json", "csv", "markdown", "html") else None
         self.output: str = args.output or "-"
         self.argv: list[str] = args.argv
@@ -672,7 +673,7 @@ class _Recorder:
         except OSError as exc:
             if not existed and os.path.exists(self.path):
                 os.unlink(self.path)
-            raise _Usage(f"cannot write --json {self.path}: {_why(exc)}") from None
+            raise _Usage(f"cannot write {self.option} {self.path}: {_why(exc)}") from None
         self.created = not existed
 
     def discard(self) -> None:

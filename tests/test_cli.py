@@ -136,6 +136,7 @@ def test_run_unsupported_cell_exits_1(capsys: pytest.CaptureFixture[str]) -> Non
         # Tried for real before any work: a permission check passes all four.
         (["run", "-k", "cython-nogil", "--json", "/dev/full"], "no space left on device"),
         (["info", "--json", "/dev/full"], "no space left on device"),
+        (["run", "--format", "jsonl", "-o", "/dev/full"], "cannot write -o /dev/full"),
         (["run", "--json", "/proc/version"], "cannot write '/proc/version'"),
         (["sweep", "--plot", "/proc/version.png"], "cannot write '/proc/version.png'"),
         (["run", "--json", "newdir/"], "'newdir/' ends in a slash: give a file path"),
