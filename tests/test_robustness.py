@@ -166,22 +166,39 @@ def test_orphaned_worker_processes_do_not_outlive_a_killed_parent(tmp_path: Path
     args = cli_command("run", "processes", "cython-nogil")
     cmd = [sys.executable, "-m", "gilfree", *args, "--json", str(path)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    left = _kill_once_it_has_workers(proc, within_s=5)
+    assert left == set(), "worker processes outlived the killed CLI"
+
+
+def _kill_once_it_has_workers(
+    proc: subprocess.Popen,  # type: ignore[type-arg]
+    within_s: float,
+    settle_s: float = 0.0,
+) -> set[int]:
+    """SIGKILL ``proc`` once it has two live descendants (and ``settle_s``
+    more), then wait up to ``within_s`` for every descendant it had to end;
+    the ones still alive, killed so that a failure leaves nothing running."""
     from interrupting import _children
 
     try:
         deadline = time.monotonic() + 120
         kids: set[int] = set()
-        while time.monotonic() < deadline and len(kids) < 2:
+        while time.monotonic() < deadline and len(alive(kids)) < 2:
             kids = _children(proc.pid)
-            time.sleep(0.01)
-        assert len(kids) >= 2
+            time.sleep(0.02)
+        time.sleep(settle_s)
+        kids = alive(_children(proc.pid))
+        assert len(kids) >= 2, "the workers never started"
         proc.kill()
     finally:
         proc.wait()
-    give_up = time.monotonic() + 5
-    while alive(kids) and time.monotonic() < give_up:
-        time.sleep(0.05)
-    assert alive(kids) == set()
+    gone_by = time.monotonic() + within_s
+    while alive(kids) and time.monotonic() < gone_by:
+        time.sleep(0.02)
+    left = alive(kids)
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    return left
 
 
 KILLED_PARENT_SCRIPT = """
@@ -200,29 +217,11 @@ def test_no_worker_outlives_a_killed_parent_by_a_second(tmp_path: Path, method: 
     # parent-death signal alone left such workers (and the fork server and
     # resource tracker with them) running for 15-30 s. Every process started
     # for the run must be gone within a second of the gilfree process.
-    from interrupting import _children
-
     script = tmp_path / "run_processes.py"
     script.write_text(KILLED_PARENT_SCRIPT)
     proc = subprocess.Popen([sys.executable, str(script), method])
-    try:
-        deadline = time.monotonic() + 60
-        kids: set[int] = set()
-        while time.monotonic() < deadline and len(alive(kids)) < 2:
-            kids = _children(proc.pid)
-            time.sleep(0.05)
-        time.sleep(1.0)  # the workers are past start-up, counting
-        kids = alive(_children(proc.pid))
-        assert len(kids) >= 2, "the workers never started"
-        proc.kill()
-    finally:
-        proc.wait()
-    gone_by = time.monotonic() + 1.0
-    while alive(kids) and time.monotonic() < gone_by:
-        time.sleep(0.02)
-    left = alive(kids)
-    for pid in left:  # a failure must not leave them counting for ever
-        os.kill(pid, signal.SIGKILL)
+    # settle: the workers are past start-up, counting
+    left = _kill_once_it_has_workers(proc, within_s=1.0, settle_s=1.0)
     assert left == set(), f"{method}: {len(left)} process(es) outlived the killed parent by 1 s"
 
 
