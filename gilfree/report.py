@@ -11,6 +11,7 @@ import math
 from collections.abc import Sequence
 
 from rich import box
+from rich.markup import escape
 from rich.table import Table
 
 from gilfree.meter import FREE_BELOW
@@ -101,7 +102,6 @@ def table(results: Sequence[Result], title: str = "gilfree", wide: bool = False)
         if not r.ok:
             t.add_row(r.kernel, r.backend, str(r.workers), _n(r.n), _did_not_run(r, reasons))
             continue
-        low, high = r.speedup_ci()
         rounds = str(r.rounds) + (f", {r.excluded_rounds} out" if r.excluded_rounds else "")
         if r.warnings:
             rounds += " [red]![/red]"
@@ -113,7 +113,7 @@ def table(results: Sequence[Result], title: str = "gilfree", wide: bool = False)
             _n(r.n),
             _s(r.median_s),
             rounds,
-            f"{_x(r.speedup)} [{low:.2f}, {high:.2f}]",
+            _speedup_cell(r),
             share,
             f"{r.busy_cpus:.2f}",
             r.gil.short() if r.gil is not None else "",
@@ -142,6 +142,16 @@ def compact_table(title: str, columns: Sequence[tuple[str, str]]) -> Table:
     return t
 
 
+def _speedup_cell(r: Result) -> str:
+    """``1.85x \\[1.70, 1.95]`` (the bracket escaped: rich would read
+    ``[nan, nan]`` as a style tag and drop it), or ``-`` when no round was
+    kept for a speedup."""
+    if math.isnan(r.speedup):
+        return "-"
+    low, high = r.speedup_ci()
+    return escape(f"{_x(r.speedup)} [{low:.2f}, {high:.2f}]")
+
+
 def _did_not_run(r: Result, reasons: list[str]) -> str:
     """``failed (2)``: the status of a cell that did not run, and its note's number."""
     label = _STATUS_LABELS.get(r.status, r.status)
@@ -165,10 +175,7 @@ def _compact(results: Sequence[Result], title: str) -> Table:
         if not r.ok:
             t.add_row(r.kernel, r.backend, str(r.workers), _did_not_run(r, reasons))
             continue
-        low, high = r.speedup_ci()
-        speedup = f"{_x(r.speedup)} [{low:.2f}, {high:.2f}]" + (
-            " [red]![/red]" if r.warnings else "  "
-        )
+        speedup = _speedup_cell(r) + (" [red]![/red]" if r.warnings else "  ")
         gil = r.gil.short() if r.gil is not None else ""
         t.add_row(r.kernel, r.backend, str(r.workers), speedup, gil, cell_mark(r))
     return t

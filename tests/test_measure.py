@@ -254,3 +254,17 @@ def test_verdict_rules() -> None:
         "cython-nogil: threads help: 1.90x [1.90, 1.90] at 4 workers"
     ]
     assert "partly parallel" in verdicts([fake("numpy", "threads", 1.5, workers=4, cpus=4)])[0]
+
+
+def test_a_cell_with_every_round_left_out_shows_a_dash_not_nan() -> None:
+    # Rich reads "[nan, nan]" as a style tag and drops it; such a cell has
+    # no speedup to show at all.
+    from rich.console import Console
+
+    r = fake("python", "threads", [3.0, 3.0, 3.0], busy=1.0)  # faster than 1 CPU allows
+    assert math.isnan(r.speedup)
+    for wide in (False, True):
+        console = Console(width=200, record=True)
+        console.print(table([r], "t", wide=wide))
+        text = console.export_text()
+        assert "nan" not in text and " - " in text

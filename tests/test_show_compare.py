@@ -43,7 +43,10 @@ def test_format_csv_to_stdout_moves_the_report_to_stderr(
         ("cython-nogil", "threads", "2"),
         ("python", "threads", "2"),
     ]
-    assert float(rows[1]["speedup_low"]) <= float(rows[1]["speedup"])
+    for row in rows:  # empty where every round was left out (no speedup to give)
+        if row["speedup"]:
+            low, mid, high = (float(row[k]) for k in ("speedup_low", "speedup", "speedup_high"))
+            assert low <= mid <= high
     assert "speedup [95% CI]" in err
 
 
@@ -71,7 +74,9 @@ def test_show_tables_a_saved_run_and_converts_it(
     converted = tmp_path / "run.json"
     assert main(["show", str(saved_jsonl), "--format", "json", "-o", str(converted)]) == 0
     a, b = load(str(saved_jsonl)), load(str(converted))
-    assert [r.speedup for r in a.results] == [r.speedup for r in b.results]
+    assert [r.speedup for r in a.results] == pytest.approx(
+        [r.speedup for r in b.results], nan_ok=True
+    )
     assert main(["show", str(converted), "--format", "markdown"]) == 0
     assert "| python | threads | 2 |" in capsys.readouterr().out
 
