@@ -267,7 +267,7 @@ def test_the_default_table_fits_80_columns_and_keeps_every_figure(
     assert "of capacity" not in header
     rows = [line for line in table if line.startswith("cython")]
     # A speedup with its whole interval, or "-" where every round was left out.
-    figure = r"\d\.\d\dx \[[\d.]+, [\d.]+\]|\s-  !"
+    figure = r"\d\.\d\dx \[[\d.]+, [\d.]+\]|\s- !"
     assert len(rows) == 8 and all(re.search(figure, r) for r in rows), "\n".join(rows)
     assert not any("nan" in r for r in rows)
 
