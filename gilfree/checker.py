@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from gilfree._watch import is_ctrl_c, sigint_count
 from gilfree.backends import DEFAULT_BACKENDS, Backend
 from gilfree.kernels import Kernel, check_count
 from gilfree.measure import MAX_WORKERS, ProgressHook, Result, ResultHook, sweep
@@ -80,8 +81,6 @@ def resolve(target: str) -> Callable[..., Any]:
         )
     if "" not in sys.path:
         sys.path.insert(0, "")  # the current folder, like python -m
-    from gilfree._watch import is_ctrl_c, sigint_count
-
     sigints = sigint_count()
     try:
         obj: Any = importlib.import_module(module_name)
@@ -137,8 +136,6 @@ class Calls:
     kwargs: Mapping[str, Any] | None = None
 
     def __call__(self, n: int) -> int:
-        from gilfree._watch import is_ctrl_c, sigint_count
-
         fn, args, kwargs = self.fn, self.args, self.kwargs or {}
         sigints = sigint_count()
         try:

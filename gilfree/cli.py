@@ -722,20 +722,24 @@ class _Recorder:
             meta = {"title": "`gilfree " + " ".join(self.argv) + "`"}
         elif fmt == "html":
             meta = {"title": "gilfree " + " ".join(self.argv)}
-        text = render(fmt, self.results, status, **meta)
         try:
-            if self.output == "-":
-                sys.stdout.write(text)
-                sys.stdout.flush()
-            else:
-                with open(self.output, "w", encoding="utf-8") as f:
-                    f.write(text)
+            _emit(render(fmt, self.results, status, **meta), self.output)
         except OSError as exc:
             where = "to standard output" if self.output == "-" else self.output
             self.lost = f"writing the {fmt} output {where} failed ({_why(exc)})"
             print(f"gilfree: {self.lost}", file=sys.stderr)
             if self.output == "-":
                 _silence_stdout()
+
+
+def _emit(text: str, output: str) -> None:
+    """``text`` to the file ``output``, or to standard output for ``-``."""
+    if output == "-":
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    with open(output, "w", encoding="utf-8") as f:
+        f.write(text)
 
 
 def _silence_stdout() -> None:
@@ -1119,15 +1123,10 @@ def cmd_show(args: argparse.Namespace) -> int:
             meta = {k: v for k, v in saved.meta.items() if k in ("command", "check")}
         elif args.format in ("markdown", "html"):
             meta = {"title": args.results}
-        text = render(args.format, saved.results, status, **meta)
-        if (args.output or "-") == "-":
-            sys.stdout.write(text)
-        else:
-            try:
-                with open(args.output, "w", encoding="utf-8") as f:
-                    f.write(text)
-            except OSError as exc:
-                raise _Usage(f"cannot write -o {args.output}: {_why(exc)}") from None
+        try:
+            _emit(render(args.format, saved.results, status, **meta), args.output or "-")
+        except OSError as exc:
+            raise _Usage(f"cannot write -o {args.output}: {_why(exc)}") from None
     if args.plot:
         from gilfree.plot import plot
 
