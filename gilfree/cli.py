@@ -804,7 +804,10 @@ def _report(
         for line in report.classic_summary(results):
             console.print("  " + line)
         console.print()
-    console.print(report.table(results, title=title, wide=args.wide))
+    # The title on a line of its own, never wrapped by rich: a long path in it
+    # stays whole for the reader to copy (the terminal folds it if it must).
+    console.print(title, soft_wrap=True, markup=False, style="italic")
+    console.print(report.table(results, title=None, wide=args.wide))
     for i, reason in enumerate(report.unsupported_notes(results), 1):
         console.print(f"  ({i}) {reason}")
     legend = (

@@ -71,7 +71,7 @@ def _n(value: int) -> str:
     return f"{value:,}" if value < 1_000_000 else f"{value:.2e}"
 
 
-def table(results: Sequence[Result], title: str = "gilfree", wide: bool = False) -> Table:
+def table(results: Sequence[Result], title: str | None = "gilfree", wide: bool = False) -> Table:
     """A rich table: one row per cell; cells that did not run (unsupported,
     failed, timed out) point to their reason in :func:`unsupported_notes`.
 
@@ -124,7 +124,7 @@ def table(results: Sequence[Result], title: str = "gilfree", wide: bool = False)
     return t
 
 
-def compact_table(title: str, columns: Sequence[tuple[str, str]]) -> Table:
+def compact_table(title: str | None, columns: Sequence[tuple[str, str]]) -> Table:
     """An empty table in the compact style: no edges, a rule under the header
     and one padding between columns, so that six columns of a sweep fit 80
     characters (79 at the widest: cython-object, interpreters, a flagged
@@ -158,7 +158,7 @@ def _did_not_run(r: Result, reasons: list[str]) -> str:
     return f"{label} ({reasons.index(_headline(r.reason)) + 1})"
 
 
-def _compact(results: Sequence[Result], title: str) -> Table:
+def _compact(results: Sequence[Result], title: str | None) -> Table:
     t = compact_table(
         title,
         [

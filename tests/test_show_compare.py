@@ -81,6 +81,22 @@ def test_show_tables_a_saved_run_and_converts_it(
     assert "| python | threads | 2 |" in capsys.readouterr().out
 
 
+def test_show_keeps_a_long_path_in_its_title_whole(
+    saved_jsonl: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    folder = tmp_path / ("a-folder-whose-name-alone-is-wider-than-the-table-" + "x" * 40)
+    folder.mkdir()
+    path = folder / "run.jsonl"
+    path.write_bytes(saved_jsonl.read_bytes())
+    capsys.readouterr()
+    assert main(["show", str(path)]) == 0
+    assert str(path) in capsys.readouterr().out  # one line, for the reader to copy
+
+
 def test_show_of_a_cut_off_stream_shows_the_cells_it_holds(
     saved_jsonl: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
