@@ -44,7 +44,7 @@ from typing import Any, Literal
 from gilfree._countdown import cancel_running
 from gilfree._watch import STOP_GRACE_S, Running
 from gilfree.checker import callable_name
-from gilfree.meter import DEFAULT_INTERVAL, FREE_BELOW, GILMeter, GILReading
+from gilfree.meter import DEFAULT_INTERVAL, FREE_BELOW, GILMeter, GILReading, gil_enabled
 
 __all__ = [
     "DEFAULT_TIMEOUT_S",
@@ -80,6 +80,12 @@ MIN_SECONDS = 0.05
 DEFAULT_TIMEOUT_S = 60.0
 
 Verdict = Literal["releases", "holds", "partly"]
+
+
+_NO_GIL = (
+    "there is no GIL to check: this is a free-threaded build running with the GIL "
+    "disabled, where every function runs in parallel (PYTHON_GIL=1 turns it on)"
+)
 
 
 class TooShortToJudge(ValueError):
@@ -179,6 +185,8 @@ def check_gil(
         raise ValueError(f"min_seconds must be > 0, got {min_seconds!r}")
     if not 0 < timeout <= 86400:  # NaN fails this too
         raise ValueError(f"timeout must be seconds between 0 and 86400, got {timeout!r}")
+    if not gil_enabled():  # refused at once: there is nothing to measure
+        raise RuntimeError(_NO_GIL)
     kw = dict(kwargs or {})
     name = callable_name(fn)
     durations: list[float] = []
@@ -221,11 +229,8 @@ def check_gil(
     if failure:
         raise failure[0]
     reading = meter.reading()
-    if not reading.gil:
-        raise RuntimeError(
-            "there is no GIL to check: this is a free-threaded build running with the GIL "
-            "disabled, where every function runs in parallel"
-        )
+    if not reading.gil:  # something turned the GIL off while it ran
+        raise RuntimeError(_NO_GIL)
     call_s = sorted(durations)[len(durations) // 2]
     if call_s < MIN_CALL_S or reading.probed_s <= 0:
         raise TooShortToJudge(

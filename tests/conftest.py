@@ -5,6 +5,18 @@ import pytest
 from gilfree import KERNELS, Kernel
 
 
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """``needs_gil`` tests check what the GIL does: where it is off (a
+    free-threaded build), they skip, saying how to run them there."""
+    from gilfree.meter import gil_enabled
+
+    if item.get_closest_marker("needs_gil") and not gil_enabled():
+        pytest.skip(
+            "needs a GIL, and this free-threaded build runs without one: run it with "
+            "PYTHON_GIL=1 (tests/test_free_threaded.py covers the build as it is)"
+        )
+
+
 @pytest.fixture(params=list(KERNELS), ids=list(KERNELS))
 def kernel(request: pytest.FixtureRequest) -> Kernel:
     """Every registered kernel: a new entry in the registry is tested automatically."""

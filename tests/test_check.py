@@ -50,6 +50,7 @@ def test_as_kernel_names_the_function_and_refuses_non_callables() -> None:
         as_kernel(42)  # type: ignore[arg-type]
 
 
+@pytest.mark.needs_gil
 def test_a_function_that_releases_the_gil_gets_threads_help() -> None:
     report = check_call(userfuncs.nap, (0.1,), repeats=3, backends=["threads", "processes"])
     assert report.function == "userfuncs:nap"
@@ -208,6 +209,7 @@ def test_cli_resolution_errors_are_one_line_and_exit_2(
     assert len([line for line in err.splitlines() if "error:" in line]) == 1
 
 
+@pytest.mark.needs_gil
 def test_cli_check_prints_a_verdict_and_json(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -12,8 +12,12 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 MODULES = ["gilfree", "gilfree.kernels", "gilfree.measure", "gilfree.meter", "gilfree.checker"]
 DOCS = sorted((ROOT / "docs").glob("*.md"))
+#: Examples that show what the GIL does: on a free-threaded build they run
+#: with PYTHON_GIL=1 (see the needs_gil marker).
+GIL_PAGES = {"check.md", "extension-authors.md", "meter.md", "gilfree.meter"}
 
 
+@pytest.mark.needs_gil
 def test_readme_examples() -> None:
     result = doctest.testfile(
         str(ROOT / "README.md"), module_relative=False, optionflags=doctest.ELLIPSIS
@@ -22,7 +26,11 @@ def test_readme_examples() -> None:
     assert result.failed == 0
 
 
-@pytest.mark.parametrize("page", DOCS, ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "page",
+    [pytest.param(p, marks=pytest.mark.needs_gil) if p.name in GIL_PAGES else p for p in DOCS],
+    ids=lambda p: p.name,
+)
 def test_docs_examples(page: Path) -> None:
     result = doctest.testfile(str(page), module_relative=False, optionflags=doctest.ELLIPSIS)
     assert result.failed == 0
@@ -33,7 +41,9 @@ def test_docs_pages_with_examples_are_tested() -> None:
     assert sum(">>> " in p.read_text() for p in DOCS) >= 4
 
 
-@pytest.mark.parametrize("name", MODULES)
+@pytest.mark.parametrize(
+    "name", [pytest.param(m, marks=pytest.mark.needs_gil) if m in GIL_PAGES else m for m in MODULES]
+)
 def test_docstring_examples(name: str) -> None:
     result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
     assert result.failed == 0

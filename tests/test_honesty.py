@@ -88,6 +88,7 @@ SHARE_BOUNDS = {
 }
 
 
+@pytest.mark.needs_gil
 def test_gil_use_matches_registry(kernel: Kernel) -> None:
     # Between NumPy calls the worker must win the GIL back from the busy main
     # thread, which takes a switch interval (5 ms) each time: keep the number
@@ -98,6 +99,7 @@ def test_gil_use_matches_registry(kernel: Kernel) -> None:
     assert low <= share <= high, f"{kernel.name} ({kernel.gil}): main thread share {share:.3f}"
 
 
+@pytest.mark.needs_gil
 def test_nogil_and_gil_kernels_differ_clearly() -> None:
     # The headline property, side by side: while cython-nogil counts, the main
     # thread runs freely; while cython-gil counts, it starves.

@@ -34,6 +34,7 @@ def two_threads(kernel: str) -> GILReading:
     return meter.reading()
 
 
+@pytest.mark.needs_gil
 @pytest.mark.parametrize("kernel", ["python", "cython-object", "cython-gil"])
 def test_two_gil_holding_threads_read_high(kernel: str) -> None:
     reading = two_threads(kernel)
@@ -42,6 +43,7 @@ def test_two_gil_holding_threads_read_high(kernel: str) -> None:
     assert reading.contention > 0.5, reading  # in practice about 0.9 and up
 
 
+@pytest.mark.needs_gil
 def test_two_nogil_threads_read_low() -> None:
     reading = two_threads("cython-nogil")
     assert reading.samples >= 20  # the GIL is free: the probe gets it at once, every time
@@ -49,6 +51,7 @@ def test_two_nogil_threads_read_low() -> None:
     assert reading.contention < 0.1, reading
 
 
+@pytest.mark.needs_gil
 def test_an_idle_program_reads_near_zero() -> None:
     with GILMeter() as meter:
         time.sleep(0.3)
@@ -59,6 +62,7 @@ def test_an_idle_program_reads_near_zero() -> None:
     assert reading.max_wait_s < 0.05
 
 
+@pytest.mark.needs_gil
 def test_readings_are_cumulative_and_readable_while_running() -> None:
     meter = GILMeter(interval=0.0005).start()
     try:
@@ -123,6 +127,7 @@ def test_bad_intervals_are_refused(interval: object, error: type, match: str) ->
         GILMeter(interval)  # type: ignore[arg-type]
 
 
+@pytest.mark.needs_gil
 def test_no_samples_reads_nan_not_zero() -> None:
     reading = GILMeter().reading()  # never started
     assert reading.samples == 0
@@ -146,6 +151,7 @@ def test_without_a_gil_the_meter_says_so(monkeypatch: pytest.MonkeyPatch) -> Non
     assert "no GIL" in str(reading)
 
 
+@pytest.mark.needs_gil
 def test_gil_enabled_on_this_build() -> None:
     # Every interpreter this suite runs on (3.10-3.13 with the GIL) has one.
     assert meter_module.gil_enabled()
@@ -162,6 +168,7 @@ def test_pooled_readings_are_time_weighted() -> None:
         GILReading.pooled([])
 
 
+@pytest.mark.needs_gil
 def test_threads_cells_carry_their_contention() -> None:
     held = run("python", "threads", workers=2, n=WORK["python"], repeats=1, precision=None)
     free = run(
@@ -175,6 +182,7 @@ def test_threads_cells_carry_their_contention() -> None:
     assert held.to_dict()["derived"]["contention"] == held.contention
 
 
+@pytest.mark.needs_gil
 def test_metered_without_warmups_takes_an_extra_untimed_run() -> None:
     r = run("python", "threads", workers=2, n=WORK["python"], repeats=1, warmups=0, precision=None)
     assert r.warmups == ()
@@ -188,6 +196,7 @@ def test_process_and_serial_cells_are_not_metered() -> None:
         assert r.gil is None and r.contention is None
 
 
+@pytest.mark.needs_gil
 def test_thread_pool_executor_cells_are_metered() -> None:
     import concurrent.futures
 
@@ -199,6 +208,7 @@ def test_thread_pool_executor_cells_are_metered() -> None:
 @pytest.mark.skipif(
     BACKENDS["interpreters"].availability() is not None, reason="needs CPython 3.12+"
 )
+@pytest.mark.needs_gil
 def test_interpreter_cells_pool_one_meter_per_interpreter() -> None:
     # Each subinterpreter has its own GIL and its own meter. A nogil loop leaves
     # each GIL free; a Python loop keeps its interpreter's GIL busy (the probe

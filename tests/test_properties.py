@@ -8,6 +8,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+
+# Where hypothesis does not install (a build with no wheel for it, whose
+# native part needs the network to build), these skip, naming it.
+pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

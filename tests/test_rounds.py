@@ -251,6 +251,7 @@ WRONG = {
 }
 
 
+@pytest.mark.needs_gil
 @pytest.mark.slow
 def test_noise_never_flips_a_verdict() -> None:
     """With another process taking a CPU for a second and giving it back for
@@ -267,6 +268,7 @@ def test_noise_never_flips_a_verdict() -> None:
 RIGHT = {"python": "GIL-bound", "cython-gil": "GIL-bound", "cython-nogil": "threads help"}
 
 
+@pytest.mark.needs_gil
 @pytest.mark.slow
 def test_without_noise_the_same_cells_give_the_same_verdict_every_time() -> None:
     """Back to back, each cell gives one decisive verdict, the right one, every

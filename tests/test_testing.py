@@ -64,6 +64,7 @@ OPPOSITE = {"holds": "releases", "releases": "holds"}
 @pytest.mark.parametrize(
     ("fn", "args", "expected"), [k[1:] for k in KNOWN], ids=[k[0] for k in KNOWN]
 )
+@pytest.mark.needs_gil
 def test_known_cases(fn: Callable[..., Any], args: tuple[Any, ...], expected: str) -> None:
     # A reading runs 50 ms. On a busy shared host the OS can keep the probe
     # thread waiting for a CPU inside that window, which dilutes the reading
@@ -94,6 +95,7 @@ def test_no_false_verdict_in_50_runs(
     assert len(undecided) <= 2, undecided
 
 
+@pytest.mark.needs_gil
 def test_bool_and_assert_forms() -> None:
     assert releases_gil(countdown, 10**8)
     assert not releases_gil(countdown, 10**8, kernel="cython-gil")
@@ -103,6 +105,7 @@ def test_bool_and_assert_forms() -> None:
     assert_holds_gil(python_loop, 10**6)
 
 
+@pytest.mark.needs_gil
 def test_a_failed_assertion_shows_the_evidence() -> None:
     with pytest.raises(AssertionError) as info:
         assert_releases_gil(countdown, 10**8, kernel="cython-gil")
@@ -115,6 +118,7 @@ def test_a_failed_assertion_shows_the_evidence() -> None:
         assert_holds_gil(time.sleep, 0.01)
 
 
+@pytest.mark.needs_gil
 def test_evidence_counts_rounds_and_calls() -> None:
     free = gil_evidence(time.sleep, 0.01)
     assert free.calls >= 5  # repeated until min_seconds (0.05 s)
@@ -126,11 +130,13 @@ def test_evidence_counts_rounds_and_calls() -> None:
     assert held.reading.samples < 0.5 * held.expected_rounds
 
 
+@pytest.mark.needs_gil
 def test_too_short_to_judge_asks_for_a_larger_input() -> None:
     with pytest.raises(TooShortToJudge, match=r"too short to judge.*pass a larger input"):
         gil_evidence(countdown, 1000)
 
 
+@pytest.mark.needs_gil
 def test_the_functions_exception_reaches_the_caller() -> None:
     def fails() -> None:
         raise KeyError("inner")
@@ -149,6 +155,7 @@ def test_bad_arguments() -> None:
             check_gil(time.sleep, (0.01,), timeout=bad)
 
 
+@pytest.mark.needs_gil
 def test_a_function_that_never_returns_fails_the_check_at_its_timeout() -> None:
     # An interpreted loop that never ends is stopped at the deadline.
     def spins_for_ever() -> None:
@@ -161,6 +168,7 @@ def test_a_function_that_never_returns_fails_the_check_at_its_timeout() -> None:
     assert time.monotonic() - t0 < 5
 
 
+@pytest.mark.needs_gil
 def test_a_deadlocked_function_fails_the_check_and_is_left_running() -> None:
     # A wait on a lock nobody releases cannot be interrupted: the check fails
     # after the timeout and the grace, saying so, instead of waiting for ever.
@@ -220,6 +228,7 @@ def test_fixture_failure(gil):
 """
 
 
+@pytest.mark.needs_gil
 def test_plugin_markers_and_fixture(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_plugin_use=PLUGIN_TESTS)
     result = pytester.runpytest_subprocess("--strict-markers")  # the entry point loads it
@@ -231,6 +240,7 @@ def test_plugin_markers_and_fixture(pytester: pytest.Pytester) -> None:
     assert "holds the GIL: GIL contention" in out
 
 
+@pytest.mark.needs_gil
 def test_plugin_is_registered_through_the_entry_point(pytester: pytest.Pytester) -> None:
     # No -p: the pytest11 entry point of the installed package loads it.
     pytester.makepyfile(
@@ -317,6 +327,7 @@ def test_benchmark_threads_records_and_compare_catches_a_lost_release(
 # ----------------------------------------------------------------- IPython magic
 
 
+@pytest.mark.needs_gil
 def test_ipython_magic_prints_the_check_verdict(capsys: pytest.CaptureFixture[str]) -> None:
     shell_module = pytest.importorskip("IPython.core.interactiveshell")
     shell = shell_module.InteractiveShell.instance()
