@@ -6,7 +6,8 @@
 #
 # python3 (with gilfree installed: pip install -e ".[test,plot]") measures the
 # GIL-only figures; the second interpreter (default: CI's .ci-venv-3.13) adds
-# the subinterpreter backend. Everything lands in bench/results/.
+# the subinterpreter backend; FT_PYTHON (default: CI's .ci-venv-3.13t) is a
+# free-threaded build with gilfree. Everything lands in bench/results/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=bench/results
@@ -41,4 +42,15 @@ done
     > "$out/sigint-3.13.txt"
 "$new" -m gilfree check hashlib:sha256 "b'x'*2**27" --no-progress > "$out/check-sha256-3.13.txt"
 "$new" -m gilfree check json:dumps "list(range(2*10**6))" --no-progress > "$out/check-json-3.13.txt"
+# Free-threaded CPython: three builds side by side in one run (the GIL build,
+# the free-threaded one, and the same with PYTHON_GIL=1), and the benchmark
+# that holds the targets. CI's .ci-venv-3.13t has gilfree on the build that
+# scripts/free-threaded-python makes.
+ft=${FT_PYTHON:-.ci-venv-3.13t/bin/python}
+"$new" -m gilfree run -k python,cython-gil -b threads -w 2 --seconds 0.5 --max-time 120 \
+    --python "$new" --python "$ft" --python "PYTHON_GIL=1 $ft" --no-progress \
+    --format json -o "$out/free-threaded-3.13t.json" > "$out/free-threaded-3.13t.txt"
+"$ft" -m pytest bench/test_bench_free_threaded.py -q --benchmark-columns=median,rounds \
+    --benchmark-json="$out/bench-3.13t.json" > "$out/bench-3.13t.txt" \
+    || echo "a free-threaded benchmark missed its target: see $out/bench-3.13t.txt"
 echo "all figures written to $out/"

@@ -202,15 +202,33 @@ def parse_scheduler(text: str) -> str:
     return text
 
 
-def parse_target(text: str) -> Any:
-    """``module:function`` -> the callable (imported now, so that a bad name
-    fails before any measurement)."""
+class _Target(str):
+    """``module:function`` as typed, with the callable it names (``fn``)."""
+
+    fn: Any
+
+
+def parse_target(text: str) -> _Target:
+    """``module:function`` -> the text, with the callable as ``.fn`` (imported
+    now, so that a bad name fails before any measurement)."""
     from gilfree.checker import ResolveError, resolve
 
+    target = _Target(text)
     try:
-        return resolve(text)
+        target.fn = resolve(text)
     except ResolveError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+    return target
+
+
+def parse_python(text: str) -> Any:
+    """``[NAME=VALUE ...] PATH`` -> an unprobed :class:`gilfree.builds.Build`."""
+    from gilfree.builds import BuildError, parse_build
+
+    try:
+        return parse_build(text)
+    except BuildError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix(f"--python {text!r}: ")) from None
 
 
 def parse_call_args(items: Sequence[str]) -> tuple[tuple[Any, ...], dict[str, Any]]:
@@ -420,6 +438,19 @@ def _repeats(p: argparse.ArgumentParser) -> None:
         help="write every raw timing and the metadata to PATH as JSON Lines, one cell per "
         "line as it completes, then an end line saying complete, failed or interrupted "
         "('-': stdout; the table then goes to stderr)",
+    )
+    p.add_argument(
+        "--python",
+        dest="pythons",
+        action="append",
+        type=parse_python,
+        default=[],
+        metavar="PATH",
+        help="measure on this interpreter, in a child process, instead of this one; "
+        "repeat it to put builds side by side, with one thread's cost on each against "
+        "the first: --python python3.13 --python python3.13t --python 'PYTHON_GIL=1 "
+        "python3.13t' (NAME=VALUE sets the environment; each needs this gilfree "
+        "installed). --max-time is shared among them",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _output_options(p)
@@ -753,6 +784,9 @@ def _silence_stdout() -> None:
 def _measure(
     args: argparse.Namespace, kernels: list[str], backends: list[str], workers: list[int]
 ) -> list[Result]:
+    if args.builds:
+        expected = [(k, b, w) for k in kernels for w in workers for b in backends]
+        return _measure_builds(args, expected, {"kernels": kernels})
     with _progress(args) as hook:
         return sweep(
             kernels,
@@ -765,6 +799,110 @@ def _measure(
             on_result=args.recorder.add,
             **_rounds(args),
         )
+
+
+def _measure_builds(
+    args: argparse.Namespace, expected: list[tuple[str, str, int]], setup: dict[str, Any]
+) -> list[Result]:
+    """``--python``: one thread's cost on each build against the first, then
+    the command on each build in turn, in a child process; --max-time is
+    shared among these steps. The builds' notes go to ``args.build_notes``."""
+    from gilfree.builds import run_build, thread_costs
+
+    builds = args.builds
+    share = args.max_time / (len(builds) + 1)
+    results: list[Result] = []
+    args.build_notes = []
+    with _progress(args) as hook:
+        costs, notes = thread_costs(
+            builds,
+            setup,
+            n=getattr(args, "n", None),
+            seconds=getattr(args, "seconds", DEMO_SECONDS),
+            rounds=args.repeats,
+            precision=args.precision,
+            max_time=share,
+            max_rounds=max(args.max_rounds or DEFAULT_MAX_ROUNDS, args.repeats),
+            timeout=args.timeout,
+            progress=hook,
+        )
+        args.build_notes += notes
+        steps = len(builds) * len(expected)
+        for i, build in enumerate(builds, 1):
+            hook(f"{build.label}: measuring (build {i} of {len(builds)})", steps)
+
+            def cell_done(r: Result, label: str = build.label) -> None:
+                args.recorder.add(r)
+                hook(f"{label}: {r.kernel} on {r.backend} x{r.workers} {r.status}", steps)
+
+            got, end = run_build(
+                build,
+                _child_argv(args, share),
+                expected,
+                scaling=getattr(args, "scaling", "weak"),
+                costs=costs,
+                on_result=cell_done,
+            )
+            results += got
+            if end.get("check"):
+                args.build_notes.append(f"{build.label}: {end['check'].get('verdict')}")
+    return results
+
+
+def _child_argv(args: argparse.Namespace, max_time: float) -> list[str]:
+    """The command and options to run on another build: what was asked here,
+    spelt out, with --max-time its share of the budget."""
+    argv = [args.command]
+    if args.command == "check":
+        argv += [str(args.target), *args.call_args]
+        argv += ["-w", str(args.workers), "--calls", str(args.calls)]
+        argv += ["-b", ",".join(args.backends)]
+        if args.blas_threads is not None:
+            argv += ["--blas-threads", str(args.blas_threads)]
+    else:
+        if args.command != "demo":
+            argv += ["-k", ",".join(args.kernels), "-b", ",".join(args.backends)]
+            argv += ["-w", ",".join(map(str, args.workers))]
+        if args.n is not None:
+            argv += ["-n", str(args.n)]
+        argv += ["--seconds", repr(args.seconds), "--scaling", args.scaling]
+    precision = "off" if args.precision is None else repr(args.precision)
+    argv += ["--rounds", str(args.repeats), "--precision", precision]
+    argv += ["--max-time", repr(max_time), "--warmups", str(args.warmups)]
+    for flag, value in (
+        ("--max-rounds", args.max_rounds),
+        ("--scheduler", args.scheduler),
+        ("--start-method", args.start_method),
+        ("--timeout", args.timeout),
+    ):
+        if value is not None:
+            argv += [flag, str(value)]
+    return argv
+
+
+def _probe_builds(args: argparse.Namespace) -> list[Any]:
+    """Every ``--python``, checked before any work (one line, exit 2, for the
+    first that cannot be used); refuses two alike."""
+    from gilfree.builds import BuildError, probe
+
+    if getattr(args, "article", False):
+        raise _Usage("--python does not apply to --article; it runs on this interpreter")
+    target = str(args.target) if args.command == "check" else None
+    builds = []
+    for build in args.pythons:
+        try:
+            builds.append(probe(build, target))
+        except BuildError as exc:
+            raise _Usage(str(exc)) from None
+    seen: dict[str, str] = {}
+    for b in builds:
+        if b.label in seen:
+            raise _Usage(
+                f"--python {seen[b.label]} and --python {b.spec} are the same build "
+                f"({b.label}); name each build once"
+            )
+        seen[b.label] = b.spec
+    return builds
 
 
 def _rounds(args: argparse.Namespace) -> dict[str, Any]:
@@ -796,9 +934,15 @@ def _report(
     """Table, notes, warnings and verdicts to the terminal (``meta`` goes
     into the JSON's end line)."""
 
+    from rich.markup import escape
+
     from gilfree import report
+    from gilfree.results import build_label
 
     console = _console(args)
+    several = len(report.build_labels(results)) > 1
+    if several and not console.is_terminal and "COLUMNS" not in os.environ:
+        console.width = max(console.width, 120)  # a file or pipe: room for the build column
     if classic:
         console.print("[bold]The classic experiment[/bold]")
         for line in report.classic_summary(results):
@@ -829,8 +973,12 @@ def _report(
             "gain, unclear); !: see the warnings; --wide: every column"
         )
     console.print(legend)
-    for note in [*warnings, *(w for r in results for w in r.warnings)]:
-        console.print(f"[yellow]warning:[/yellow] {note}")
+
+    def on(r: Result) -> str:
+        return f"{build_label(r.context)}: " if several else ""
+
+    for note in [*warnings, *(on(r) + w for r in results for w in r.warnings)]:
+        console.print(f"[yellow]warning:[/yellow] {escape(note)}")
     console.print()
     for line in report.verdicts(results):
         console.print(line)
@@ -892,11 +1040,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.scheduler:  # asked for a cluster: the demo runs on it too
         backends.append("dask")
     results = _measure(args, list(KERNELS), backends, [2])
+    from gilfree.report import build_labels
+
     c = results[0].context
+    python = " and ".join(build_labels(results))
     _report(
         args,
         results,
-        f"Every kernel, 2 workers, {args.scaling} scaling — Python {c.python}, {c.cpu_count} CPUs",
+        f"Every kernel, 2 workers, {args.scaling} scaling — Python {python}, {c.cpu_count} CPUs",
         classic=True,
     )
     return _failed(results)
@@ -960,11 +1111,24 @@ def cmd_check(args: argparse.Namespace) -> int:
         call_args, call_kwargs = parse_call_args(args.call_args)
     except argparse.ArgumentTypeError as exc:
         raise _Usage(str(exc)) from None
-    name = as_kernel(args.target).name
+    name = as_kernel(args.target.fn).name
+    if args.builds:
+        results = _measure_builds(
+            args,
+            [(name, b, args.workers) for b in args.backends],
+            {"check": {"target": str(args.target), "args": list(args.call_args)}},
+        )
+        _report(
+            args,
+            results,
+            f"check: {name} on {args.workers} workers, {args.calls} call(s) each per round",
+            check={"function": name, "calls": args.calls, "verdicts": args.build_notes},
+        )
+        return _failed(results)
     try:
         with _progress(args) as hook:
             result = check_call(
-                args.target,
+                args.target.fn,
                 call_args,
                 call_kwargs,
                 workers=args.workers,
@@ -1235,6 +1399,7 @@ def _main(argv: Sequence[str] | None) -> int:
         _check_together(args)
     try:
         if measuring:
+            args.builds = _probe_builds(args) if args.pythons else []
             args.recorder = _Recorder(args)
             args.recorder.open()
         status = COMMANDS[args.command](args)

@@ -17,18 +17,18 @@ from dataclasses import dataclass
 from rich.table import Table
 
 from gilfree.report import compact_table
-from gilfree.results import Result
+from gilfree.results import Result, build_label
 
 __all__ = ["Change", "compare", "context_differences", "table"]
 
 #: A rule of ``--fail-if``: metric, ``<`` or ``>``, threshold (0.10 = 10%).
 Rule = tuple[str, str, float]
 
-Key = tuple[str, str, int, str]
+Key = tuple[str, str, int, str, str]
 
 
-def _key(r: Result) -> Key:
-    return (r.kernel, r.backend, r.workers, r.scaling)
+def _key(r: Result, by_build: bool = False) -> Key:
+    return (r.kernel, r.backend, r.workers, r.scaling, build_label(r.context) if by_build else "")
 
 
 @dataclass(frozen=True)
@@ -99,9 +99,11 @@ class Change:
 def compare(
     before: Sequence[Result], after: Sequence[Result]
 ) -> tuple[list[Change], list[Result], list[Result]]:
-    """The matched cells, in ``after``'s order, and those found in only one run."""
-    first = {_key(r): r for r in before}
-    second = {_key(r): r for r in after}
+    """The matched cells, in ``after``'s order, and those found in only one
+    run. Runs of several builds each (``--python``) match by build too."""
+    by_build = any(len({build_label(r.context) for r in run}) > 1 for run in (before, after))
+    first = {_key(r, by_build): r for r in before}
+    second = {_key(r, by_build): r for r in after}
     pairs = [Change(first[k], r) for k, r in second.items() if k in first]
     only_before = [r for k, r in first.items() if k not in second]
     only_after = [r for k, r in second.items() if k not in first]
@@ -161,10 +163,12 @@ def table(pairs: Sequence[Change], title: str) -> Table:
             ("busy CPUs", "right"),
         ],
     )
+    several = len({build_label(p.after.context) for p in pairs}) > 1
     for p in pairs:
         b, a = p.before, p.after
+        kernel = f"{b.kernel} on {build_label(a.context)}" if several else b.kernel
         if not p.measured:
-            t.add_row(b.kernel, b.backend, str(b.workers), b.status, a.status)
+            t.add_row(kernel, b.backend, str(b.workers), b.status, a.status)
             continue
         b_lo, b_hi = b.speedup_ci()
         a_lo, a_hi = a.speedup_ci()
@@ -172,7 +176,7 @@ def table(pairs: Sequence[Change], title: str) -> Table:
         if b.contention is not None and a.contention is not None:
             gil = f"{b.contention:.0%} -> {a.contention:.0%}"
         t.add_row(
-            b.kernel,
+            kernel,
             b.backend,
             str(b.workers),
             f"{_x(b.speedup)} [{b_lo:.2f}, {b_hi:.2f}]",

@@ -20,7 +20,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from gilfree.results import FORMAT, FORMAT_VERSION, Result, _clean, to_json
+from gilfree.results import FORMAT, FORMAT_VERSION, Result, _clean, build_label, to_json
 
 __all__ = ["CSV_COLUMNS", "FORMATS", "render"]
 
@@ -30,6 +30,7 @@ FORMATS = ("table", "json", "jsonl", "csv", "markdown", "html")
 #: The columns of ``csv``, one row per cell.
 CSV_COLUMNS = (
     "kernel",
+    "build",
     "backend",
     "workers",
     "scaling",
@@ -101,6 +102,7 @@ def _csv(results: Sequence[Result]) -> str:
         low, high = r.speedup_ci() if ok else (math.nan, math.nan)
         row: dict[str, Any] = {
             "kernel": r.kernel,
+            "build": build_label(r.context),
             "backend": r.backend,
             "workers": r.workers,
             "scaling": r.scaling,
@@ -131,17 +133,20 @@ def _csv(results: Sequence[Result]) -> str:
 
 
 def _markdown(results: Sequence[Result], title: str) -> str:
-    from gilfree.report import cell_mark, unsupported_notes, verdicts
+    from gilfree.report import build_labels, cell_mark, unsupported_notes, verdicts
 
     def x(value: float) -> str:
         return "-" if math.isnan(value) else f"{value:.2f}x"
 
     reasons = unsupported_notes(results)
+    multi = len(build_labels(results)) > 1
     lines = [
         f"**{title}**",
         "",
-        "| kernel | backend | workers | speedup [95% CI] | GIL wait | mark |",
-        "|---|---|--:|--:|--:|---|",
+        "| kernel |"
+        + (" build |" if multi else "")
+        + " backend | workers | speedup [95% CI] | GIL wait | mark |",
+        "|---|" + ("---|" if multi else "") + "---|--:|--:|--:|---|",
     ]
     for r in results:
         if not r.ok:
@@ -153,7 +158,10 @@ def _markdown(results: Sequence[Result], title: str) -> str:
             speedup = f"{x(r.speedup)} [{low:.2f}, {high:.2f}]" + (" !" if r.warnings else "")
             gil = r.gil.short() if r.gil is not None else ""
             mark = cell_mark(r)
-        lines.append(f"| {r.kernel} | {r.backend} | {r.workers} | {speedup} | {gil} | {mark} |")
+        build = f" {build_label(r.context)} |" if multi else ""
+        lines.append(
+            f"| {r.kernel} |{build} {r.backend} | {r.workers} | {speedup} | {gil} | {mark} |"
+        )
     lines.append("")
     lines += [f"({i}) {reason}" for i, reason in enumerate(reasons, 1)]
     if reasons:
@@ -197,7 +205,7 @@ figure svg {{ width: 100%; height: auto; }}
 {verdicts}
 </ul>
 <div class="scroll"><table>
-<thead><tr><th>kernel</th><th>backend</th><th>workers</th><th>speedup [95% CI]</th>
+<thead><tr><th>kernel</th>{build_head}<th>backend</th><th>workers</th><th>speedup [95% CI]</th>
 <th>GIL wait</th><th>mark</th></tr></thead>
 <tbody>
 {rows}
@@ -217,11 +225,13 @@ figure svg {{ width: 100%; height: auto; }}
 def _html(results: Sequence[Result], title: str, status: str) -> str:
     from html import escape
 
-    from gilfree.report import cell_mark, unsupported_notes, verdicts
+    from gilfree.report import build_labels, cell_mark, unsupported_notes, verdicts
 
     reasons = unsupported_notes(results)
+    multi = len(build_labels(results)) > 1
     rows = []
     for r in results:
+        build = f"<td>{escape(build_label(r.context))}</td>" if multi else ""
         if r.ok:
             low, high = r.speedup_ci()
             flag = " !" if r.warnings else ""
@@ -232,7 +242,7 @@ def _html(results: Sequence[Result], title: str, status: str) -> str:
             speedup = f"{r.status} ({reasons.index(r.reason.split(chr(10), 1)[0]) + 1})"
             gil = mark = ""
         rows.append(
-            f"<tr><td>{escape(r.kernel)}</td><td>{escape(r.backend)}</td>"
+            f"<tr><td>{escape(r.kernel)}</td>{build}<td>{escape(r.backend)}</td>"
             f'<td class="num">{r.workers}</td><td class="num">{escape(speedup)}</td>'
             f'<td class="num">{escape(gil)}</td><td>{escape(mark)}</td></tr>'
         )
@@ -265,6 +275,7 @@ def _html(results: Sequence[Result], title: str, status: str) -> str:
         status=escape(f"{len(results)} cells, {status}"),
         verdicts="\n".join(f"<li>{escape(line)}</li>" for line in verdicts(results)),
         rows="\n".join(rows),
+        build_head="<th>build</th>" if multi else "",
         notes=(
             f'<details class="notes"><summary>{len(notes)} note(s) and warning(s)</summary>\n'
             + "\n".join(f"<p>{escape(n)}</p>" for n in notes)

@@ -11,7 +11,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from gilfree.results import Result
+from gilfree.results import Result, build_label
 
 __all__ = [
     "PLOT_FORMATS",
@@ -88,8 +88,10 @@ def figure(results: Sequence[Result]) -> Any:
     fig = Figure(figsize=(8, 5), layout="constrained")
     ax = fig.subplots()
     lines: dict[tuple[str, str], list[Result]] = {}
+    builds = list(dict.fromkeys(build_label(r.context) for r in cells))
     for r in cells:
-        lines.setdefault((r.kernel, r.backend), []).append(r)
+        on = f" on {build_label(r.context)}" if len(builds) > 1 else ""
+        lines.setdefault((r.kernel + on, r.backend), []).append(r)
     # Colour says the kernel, line style and marker the backend: a sweep of 4
     # kernels x 3 backends would run past the 10 colours of one cycle.
     kernels = list(dict.fromkeys(k for k, _ in lines))

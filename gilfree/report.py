@@ -22,6 +22,8 @@ from gilfree.results import (
     JsonLog,
     Result,
     SavedRun,
+    ThreadCost,
+    build_label,
     load,
     read_json,
     to_json,
@@ -33,6 +35,8 @@ __all__ = [
     "JsonLog",
     "PlotUnavailableError",
     "SavedRun",
+    "across_builds",
+    "build_labels",
     "cell_mark",
     "classic_summary",
     "compact_table",
@@ -82,8 +86,10 @@ def table(results: Sequence[Result], title: str | None = "gilfree", wide: bool =
     if not wide:
         return _compact(results, title)
     t = Table(title=title, title_justify="left")
+    multi = len(build_labels(results)) > 1
     for name, justify in [
         ("kernel", "left"),
+        *([("build", "left")] if multi else []),
         ("backend", "left"),
         ("workers", "right"),
         ("n", "right"),
@@ -99,17 +105,16 @@ def table(results: Sequence[Result], title: str | None = "gilfree", wide: bool =
         t.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
     reasons = unsupported_notes(results)
     for r in results:
+        head = [r.kernel, *([build_label(r.context)] if multi else []), r.backend, str(r.workers)]
         if not r.ok:
-            t.add_row(r.kernel, r.backend, str(r.workers), _n(r.n), _did_not_run(r, reasons))
+            t.add_row(*head, _n(r.n), _did_not_run(r, reasons))
             continue
         rounds = str(r.rounds) + (f", {r.excluded_rounds} out" if r.excluded_rounds else "")
         if r.warnings:
             rounds += " [red]![/red]"
         share = "-" if math.isnan(r.share) else f"{r.share:.0%}"
         t.add_row(
-            r.kernel,
-            r.backend,
-            str(r.workers),
+            *head,
             _n(r.n),
             _s(r.median_s),
             rounds,
@@ -159,10 +164,12 @@ def _did_not_run(r: Result, reasons: list[str]) -> str:
 
 
 def _compact(results: Sequence[Result], title: str | None) -> Table:
+    multi = len(build_labels(results)) > 1
     t = compact_table(
         title,
         [
             ("kernel", "left"),
+            *([("build", "left")] if multi else []),
             ("backend", "left"),
             ("workers", "right"),
             ("speedup [95% CI]", "right"),
@@ -172,12 +179,13 @@ def _compact(results: Sequence[Result], title: str | None) -> Table:
     )
     reasons = unsupported_notes(results)
     for r in results:
+        head = [r.kernel, *([build_label(r.context)] if multi else []), r.backend, str(r.workers)]
         if not r.ok:
-            t.add_row(r.kernel, r.backend, str(r.workers), _did_not_run(r, reasons))
+            t.add_row(*head, _did_not_run(r, reasons))
             continue
         speedup = _speedup_cell(r) + (" [red]![/red]" if r.warnings else "  ")
         gil = r.gil.short() if r.gil is not None else ""
-        t.add_row(r.kernel, r.backend, str(r.workers), speedup, gil, cell_mark(r))
+        t.add_row(*head, speedup, gil, cell_mark(r))
     return t
 
 
@@ -291,8 +299,6 @@ def verdict(results: Sequence[Result], kernel: str) -> str:
         speed += f" = {share:.0%} of what {w} processes got here ({cap:.2f}x)"
     else:
         share, sh_lo, sh_hi = s / ideal, lo / ideal, hi / ideal
-    if not threads.context.gil_enabled:
-        return f"no GIL: threads {speed}"
     if threads.too_short:
         return (
             f"inconclusive: the serial run takes {threads.baseline_median_s * 1e6:.1f} us, too "
@@ -303,6 +309,14 @@ def verdict(results: Sequence[Result], kernel: str) -> str:
             "inconclusive: every round of threads was faster than its busy CPUs allow "
             "(the host changed speed between runs); a quieter machine would settle it"
         )
+    if not threads.context.gil_enabled:  # judged, as any cell, only past the checks above
+        if threads.flagged:
+            return (
+                f"inconclusive: no GIL, threads {speed}, but {threads.excluded_rounds} of "
+                f"{threads.rounds} rounds were faster than their busy CPUs allow (the host "
+                "changed speed); a quieter machine would settle it"
+            )
+        return f"no GIL: threads {speed}"
     if ideal <= 1:
         return f"threads {speed}; with one worker or one CPU nothing can run in parallel"
     gil = _gil(threads)
@@ -361,14 +375,84 @@ def verdict_word(results: Sequence[Result], kernel: str) -> str:
     return verdict(results, kernel).split(":", 1)[0]
 
 
+def build_labels(results: Sequence[Result]) -> list[str]:
+    """The builds the results were measured on (:func:`build_label`), in order."""
+    return list(dict.fromkeys(build_label(r.context) for r in results))
+
+
+def _on_build(results: Sequence[Result], label: str) -> list[Result]:
+    return [r for r in results if build_label(r.context) == label]
+
+
 def verdicts(results: Sequence[Result]) -> list[str]:
-    """One :func:`verdict` line per kernel, prefixed with its name."""
+    """One :func:`verdict` line per kernel, prefixed with its name; with
+    several builds, one :func:`across_builds` line per kernel."""
     kernels = dict.fromkeys(r.kernel for r in results)
+    if len(build_labels(results)) > 1:
+        return [f"{name}: {across_builds(results, name)}" for name in kernels]
     return [f"{name}: {verdict(results, name)}" for name in kernels]
 
 
+def across_builds(results: Sequence[Result], kernel: str) -> str:
+    """``kernel`` on every build, in one line: the threads' speedup on each
+    (or, without a threads cell, the best backend's) with that build's
+    verdict word, and what one thread costs against the first build::
+
+        threads 1.02x [0.99, 1.05] on 3.13.0 (GIL-bound); 1.85x [1.80, 1.90]
+        on 3.13.5t (no GIL), where one thread runs 1.30x slower [1.27, 1.33]
+        than on 3.13.0
+    """
+    parts: list[str] = []
+    backend_named = ""
+    for label in build_labels(results):
+        cells = _on_build(results, label)
+        best = _best(cells, kernel, "threads")
+        if best is None:
+            ran = [r for r in cells if r.kernel == kernel and r.ok and r.workers > 1]
+            best = (
+                max(ran, key=lambda r: r.speedup if not math.isnan(r.speedup) else 0.0)
+                if ran
+                else None
+            )
+        if best is None:
+            parts.append(f"did not run on {label}")
+            continue
+        lo, hi = best.speedup_ci()
+        name = f"{best.backend} " if best.backend != backend_named else ""
+        backend_named = best.backend
+        word = verdict_word(cells, kernel) if best.backend == "threads" else cell_mark(best)
+        part = f"{name}{_x(best.speedup)} [{lo:.2f}, {hi:.2f}] on {label} ({word})"
+        cost = best.thread_cost
+        if cost is not None:
+            part += f", where one thread {_cost_words(cost)}"
+        parts.append(part)
+    return "; ".join(parts)
+
+
+def _cost_words(cost: ThreadCost) -> str:
+    """``runs 1.30x slower [1.27, 1.33] than on 3.13.0``, or faster, or
+    ``runs as fast as on 3.13.0 (1.01x [0.98, 1.03])`` where the interval
+    holds 1."""
+    if cost.low <= 1 <= cost.high:
+        interval = f"{cost.ratio:.2f}x [{cost.low:.2f}, {cost.high:.2f}]"
+        return f"runs as fast as on {cost.against} ({interval})"
+    if cost.ratio > 1:
+        return (
+            f"runs {cost.ratio:.2f}x slower [{cost.low:.2f}, {cost.high:.2f}] than on "
+            f"{cost.against}"
+        )
+    return (
+        f"runs {1 / cost.ratio:.2f}x faster [{1 / cost.high:.2f}, {1 / cost.low:.2f}] than on "
+        f"{cost.against}"
+    )
+
+
 def classic_summary(results: Sequence[Result]) -> list[str]:
-    """The classic article's three lines, from the ``python`` cells."""
+    """The classic article's three lines, from the ``python`` cells; with
+    several builds, one line per build."""
+    labels = build_labels(results)
+    if len(labels) > 1:
+        return [_classic_line(_on_build(results, label), label) for label in labels]
     lines: list[str] = []
     serial = next((r for r in results if r.kernel == "python" and r.ok), None)
     if serial is None:
@@ -388,3 +472,16 @@ def classic_summary(results: Sequence[Result]) -> list[str]:
             f"-> {_x(c.speedup)}"
         )
     return lines
+
+
+def _classic_line(results: Sequence[Result], label: str) -> str:
+    """``3.13.5t: python one thread 251.0 ms; 2 threads 1.85x, 2 processes 1.90x``."""
+    serial = next((r for r in results if r.kernel == "python" and r.ok), None)
+    if serial is None:
+        return f"{label}: the python cells did not run"
+    parts = [f"{label}: python one thread {_s(serial.baseline_median_s)}"]
+    for backend in ("threads", "processes", "interpreters"):
+        c = _best(results, "python", backend)
+        if c is not None:
+            parts.append(f"{c.workers} {backend} {_x(c.speedup)}")
+    return ", ".join(parts)

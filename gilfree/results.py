@@ -37,6 +37,8 @@ __all__ = [
     "JsonLog",
     "Result",
     "SavedRun",
+    "ThreadCost",
+    "build_label",
     "consistent",
     "context",
     "load",
@@ -109,11 +111,37 @@ class Context:
     #: its ``num_threads``. A BLAS pool of several threads makes a "serial"
     #: run of a function that calls BLAS parallel already.
     thread_pools: tuple[dict[str, Any], ...] = field(default=(), hash=False)
+    #: Environment settings the interpreter ran with when ``--python`` named
+    #: them (``{"PYTHON_GIL": "1"}``): part of the build, see :func:`build_label`.
+    settings: dict[str, str] = field(default_factory=dict, hash=False)
 
     @property
     def cpus_available(self) -> int:
         """CPUs this process may run on (its affinity), else the CPU count."""
         return len(self.cpu_affinity) if self.cpu_affinity else (self.cpu_count or 1)
+
+
+def build_label(ctx: Context) -> str:
+    """The build a result was measured on, as the report names it: the
+    version, ``t`` for a free-threaded build, then any settings it ran with
+    (``3.13.0``, ``3.13.5t``, ``3.13.5t PYTHON_GIL=1``)."""
+    label = ctx.python + ("t" if ctx.free_threaded_build else "")
+    return " ".join([label, *(f"{k}={v}" for k, v in ctx.settings.items())])
+
+
+@dataclass(frozen=True)
+class ThreadCost:
+    """What one thread of a kernel costs on this result's build against
+    another build (``against``, the first one named): the median of per-round
+    ratios of single-thread times, the two builds run back to back in each
+    round, order alternating, with its bootstrap 95% interval. Above 1: one
+    thread is slower here."""
+
+    against: str
+    ratio: float
+    low: float
+    high: float
+    rounds: int
 
 
 def _cpu_model() -> str:
@@ -330,6 +358,9 @@ class Result:
     #: "round limit", "interrupted".
     stopped: str = ""
     host: HostLoad | None = None
+    #: One thread's time on this build against the first build named with
+    #: ``--python``, measured in the same run; None with one build.
+    thread_cost: ThreadCost | None = None
 
     @property
     def ok(self) -> bool:
@@ -631,6 +662,9 @@ class Result:
                 precision=data.get("precision"),
                 stopped=str(data.get("stopped", "")),
                 host=None if data.get("host") is None else HostLoad(**data["host"]),
+                thread_cost=None
+                if data.get("thread_cost") is None
+                else ThreadCost(**data["thread_cost"]),
             )
         except KeyError as exc:
             raise ValueError(f"not a gilfree cell: it has no {exc.args[0]!r}") from None
@@ -752,6 +786,7 @@ def _context_from(data: dict[str, Any]) -> Context:
         build=dict(data.get("build") or {}),
         numpy=data.get("numpy"),
         thread_pools=tuple(data.get("thread_pools") or ()),
+        settings={str(k): str(v) for k, v in (data.get("settings") or {}).items()},
     )
 
 
