@@ -460,8 +460,10 @@ def thread_costs(
         sizes: dict[int, int] = {}
         for k, name in enumerate(names):
             try:
-                calibrated = n is None and timers[0].ask({"calibrate": k, "seconds": seconds})["n"]
-                sizes[k] = n if n is not None else int(calibrated)
+                if n is not None:
+                    sizes[k] = n
+                else:
+                    sizes[k] = int(timers[0].ask({"calibrate": k, "seconds": seconds})["n"])
             except (OSError, ValueError, RuntimeError, EOFError) as exc:
                 notes.append(f"one thread of {name} could not be timed on {builds[0].label}: {exc}")
         ratios: dict[tuple[int, int], list[float]] = {

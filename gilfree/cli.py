@@ -806,13 +806,15 @@ def _measure_builds(
 ) -> list[Result]:
     """``--python``: one thread's cost on each build against the first, then
     the command on each build in turn, in a child process; --max-time is
-    shared among these steps. The builds' notes go to ``args.build_notes``."""
+    shared among these steps. What could not be timed goes to
+    ``args.build_warnings`` (the report shows it), each build's own check
+    verdict to ``args.build_verdicts`` (the JSON keeps them)."""
     from gilfree.builds import run_build, thread_costs
 
     builds = args.builds
     share = args.max_time / (len(builds) + 1)
     results: list[Result] = []
-    args.build_notes = []
+    args.build_warnings, args.build_verdicts = [], []
     with _progress(args) as hook:
         costs, notes = thread_costs(
             builds,
@@ -826,7 +828,7 @@ def _measure_builds(
             timeout=args.timeout,
             progress=hook,
         )
-        args.build_notes += notes
+        args.build_warnings += notes
         steps = len(builds) * len(expected)
         for i, build in enumerate(builds, 1):
             hook(f"{build.label}: measuring (build {i} of {len(builds)})", steps)
@@ -845,7 +847,7 @@ def _measure_builds(
             )
             results += got
             if end.get("check"):
-                args.build_notes.append(f"{build.label}: {end['check'].get('verdict')}")
+                args.build_verdicts.append(f"{build.label}: {end['check'].get('verdict')}")
     return results
 
 
@@ -977,7 +979,8 @@ def _report(
     def on(r: Result) -> str:
         return f"{build_label(r.context)}: " if several else ""
 
-    for note in [*warnings, *(on(r) + w for r in results for w in r.warnings)]:
+    notes = [*warnings, *getattr(args, "build_warnings", ())]
+    for note in [*notes, *(on(r) + w for r in results for w in r.warnings)]:
         console.print(f"[yellow]warning:[/yellow] {escape(note)}")
     console.print()
     for line in report.verdicts(results):
@@ -1122,7 +1125,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             args,
             results,
             f"check: {name} on {args.workers} workers, {args.calls} call(s) each per round",
-            check={"function": name, "calls": args.calls, "verdicts": args.build_notes},
+            check={"function": name, "calls": args.calls, "verdicts": args.build_verdicts},
         )
         return _failed(results)
     try:

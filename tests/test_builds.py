@@ -30,6 +30,8 @@ PY = sys.executable
 OTHER = f"GILFREE_BUILD_TEST=2 {PY}"
 QUICK = ["-n", "10**6", "--rounds", "3", "--precision", "off", "--warmups", "0"]
 QUICK += ["--no-progress", "--max-time", "10"]
+#: This interpreter, and the same with a setting: two builds.
+BOTH = ["--python", PY, "--python", OTHER]
 
 
 def _fake_python(tmp_path: Path, body: str, name: str = "python") -> Path:
@@ -123,7 +125,7 @@ def test_the_same_build_twice_is_refused(capsys: pytest.CaptureFixture[str]) -> 
 def test_two_builds_side_by_side(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     saved = tmp_path / "run.json"
     args = ["run", "-k", "python,cython-nogil", "-b", "threads", "-w", "2", *QUICK]
-    code = main([*args, "--python", PY, "--python", OTHER, "--format", "json", "-o", str(saved)])
+    code = main([*args, *BOTH, "--format", "json", "-o", str(saved)])
     assert code == 0
     err = capsys.readouterr().out  # the report, as usual beside --format json -o PATH
     run = load(str(saved))
@@ -151,20 +153,7 @@ def test_check_runs_the_users_function_on_each_build(
 ) -> None:
     monkeypatch.syspath_prepend(str(HERE))
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]))
-    code = main(
-        [
-            "check",
-            "userfuncs:nap",
-            "0.02",
-            "-b",
-            "threads",
-            *QUICK[2:],
-            "--python",
-            PY,
-            "--python",
-            OTHER,
-        ]
-    )
+    code = main(["check", "userfuncs:nap", "0.02", "-b", "threads", *QUICK[2:], *BOTH])
     assert code == 0
     out = " ".join(capsys.readouterr().out.split())
     assert "userfuncs:nap: threads" in out and "GILFREE_BUILD_TEST=2" in out
@@ -214,7 +203,7 @@ def test_ctrl_c_stops_every_build_and_leaves_no_process(tmp_path: Path) -> None:
     saved = tmp_path / "run.jsonl"
     cmd = [PY, "-m", "gilfree", "sweep", "-k", "python", "-b", "threads,processes", "-w", "2"]
     cmd += ["--seconds", "1", "--rounds", "50", "--precision", "off", "--max-time", "600"]
-    cmd += ["--no-progress", "--python", PY, "--python", OTHER, "--json", str(saved)]
+    cmd += ["--no-progress", *BOTH, "--json", str(saved)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     seen: set[int] = set()
     deadline = time.monotonic() + 60
@@ -250,22 +239,7 @@ def test_python_does_not_apply_to_the_article(capsys: pytest.CaptureFixture[str]
 
 def test_a_saved_multi_build_run_reads_back_with_its_builds(tmp_path: Path) -> None:
     saved = tmp_path / "run.jsonl"
-    main(
-        [
-            "run",
-            "-k",
-            "python",
-            "-b",
-            "threads",
-            *QUICK,
-            "--python",
-            PY,
-            "--python",
-            OTHER,
-            "--json",
-            str(saved),
-        ]
-    )
+    main(["run", "-k", "python", "-b", "threads", *QUICK, *BOTH, "--json", str(saved)])
     lines = [json.loads(ln) for ln in saved.read_text().splitlines()]
     cells = [ln for ln in lines if ln["record"] == "cell"]
     assert cells[1]["context"]["settings"] == {"GILFREE_BUILD_TEST": "2"}
@@ -372,3 +346,15 @@ def test_compare_matches_the_cells_of_several_builds_by_build() -> None:
         all(build_label(p.before.context) == build_label(p.after.context) for p in pairs)
         and len(pairs) == 3
     )
+
+
+def test_demo_puts_the_classic_experiment_of_each_build_side_by_side(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code = main(["demo", *QUICK, "--rounds", "1", "--max-time", "4", *BOTH])
+    out = " ".join(capsys.readouterr().out.split())
+    version = ".".join(map(str, sys.version_info[:3]))
+    assert code == 0
+    assert f"{version}: python one thread " in out
+    assert f"{version} GILFREE_BUILD_TEST=2: python one thread " in out
+    assert f"Python {version} and {version} GILFREE_BUILD_TEST=2" in out
