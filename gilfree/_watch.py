@@ -13,6 +13,8 @@ the GIL, it calls ``on_fire`` (which stops interpreted loops, see
 from __future__ import annotations
 
 import contextlib
+import functools
+import importlib
 import os
 import signal
 import threading
@@ -171,11 +173,30 @@ class Watch:
         self._fds = []
 
 
+@functools.cache
+def in_main_interpreter() -> bool:
+    """Whether this code runs in the main interpreter (not a subinterpreter).
+
+    Signals belong to the main interpreter. On CPython 3.12, a subinterpreter
+    with its own GIL that merely reads the SIGINT handler
+    (``signal.getsignal``) takes a reference to the main interpreter's object
+    under another GIL, and the process can die of a double free; so nothing
+    here touches signals outside the main interpreter. Cached per
+    interpreter: each imports this module afresh."""
+    for name in ("_interpreters", "_xxsubinterpreters"):
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        return bool(module.get_current() == module.get_main())
+    return True  # no subinterpreters on this Python
+
+
 def _can_watch_sigint() -> bool:
     """Ctrl-C is worth watching when it raises KeyboardInterrupt (Python's
     default handler, or :func:`counting_sigints`') in the main thread of the
     main interpreter."""
-    if threading.current_thread() is not threading.main_thread():
+    if not in_main_interpreter() or threading.current_thread() is not threading.main_thread():
         return False
     try:
         return signal.getsignal(signal.SIGINT) in (signal.default_int_handler, _count_sigint)
@@ -204,7 +225,8 @@ def counting_sigints() -> Iterator[None]:
     Outside the main thread, or where another handler is set, it does nothing."""
     try:
         if (
-            threading.current_thread() is not threading.main_thread()
+            not in_main_interpreter()
+            or threading.current_thread() is not threading.main_thread()
             or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
         ):
             yield
@@ -220,7 +242,10 @@ def counting_sigints() -> Iterator[None]:
 
 
 def sigint_count() -> int | None:
-    """SIGINTs counted so far, or None where they are not being counted."""
+    """SIGINTs counted so far, or None where they are not being counted (and
+    always in a subinterpreter, see :func:`in_main_interpreter`)."""
+    if not in_main_interpreter():
+        return None
     try:
         counting = signal.getsignal(signal.SIGINT) is _count_sigint
     except ValueError:

@@ -492,3 +492,52 @@ def test_timeout_stops_a_serial_baseline_blocked_in_c() -> None:
     assert proc.returncode == 1, proc.stderr
     assert "its serial baseline" in proc.stdout and "did not stop" in proc.stdout
     assert took < 60  # the timeout, the 5 s grace, start-up: never the hour
+
+
+@needs_interpreters
+def test_a_subinterpreter_leaves_signals_alone(tmp_path: Path) -> None:
+    """Signals belong to the main interpreter: on 3.12, a subinterpreter
+    reading the SIGINT handler (``signal.getsignal``) touched the main
+    interpreter's object under its own GIL, and ``gilfree check`` on the
+    interpreters backend died of a double free in about half its runs."""
+    import importlib
+
+    out = tmp_path / "seen.txt"
+    module = next(
+        importlib.import_module(name)
+        for name in ("_interpreters", "_xxsubinterpreters")
+        if importlib.util.find_spec(name)
+    )
+    interp = module.create()
+    try:
+        module.run_string(
+            interp,
+            "import gilfree._watch as w\n"
+            f"open({str(out)!r}, 'w').write(repr((w.in_main_interpreter(), w.sigint_count(), "
+            "w._can_watch_sigint())))\n",
+        )
+    finally:
+        module.destroy(interp)
+    assert out.read_text() == "(False, None, False)"
+    from gilfree._watch import in_main_interpreter
+
+    assert in_main_interpreter()
+
+
+@pytest.mark.slow
+@needs_interpreters
+def test_check_on_subinterpreters_never_crashes_the_process() -> None:
+    """The user's function on the interpreters backend, five times over: on
+    3.12 the SIGINT-handler read above killed about two runs in three."""
+    cmd = [sys.executable, "-m", "gilfree", "check", "userfuncs:spin", "10**5"]
+    cmd += ["-b", "interpreters", "--repeats", "1", "--no-progress"]
+    for _ in range(5):
+        done = subprocess.run(
+            cmd,
+            cwd=HERE,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**os.environ, "PYTHONPATH": ""},
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
