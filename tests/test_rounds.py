@@ -149,8 +149,12 @@ def test_a_lone_name_is_one_kernel_and_duplicates_are_measured_once() -> None:
 
 def test_rounds_stop_at_the_precision_asked_for() -> None:
     r = run("python", "threads", n=200_000, precision=0.9, capacity=False)
-    # Five rounds kept (rounds left out by the consistency check do not count).
-    assert r.rounds - r.excluded_rounds == 5
+    # At least five rounds kept (rounds left out by the consistency check do
+    # not count), and no more once the precision is reached: exactly five on a
+    # quiet host; where rounds are left out, a flagged cell (half of its rounds
+    # out) needs more before it may stop.
+    kept = r.rounds - r.excluded_rounds
+    assert kept >= 5 and (kept == 5 or r.excluded_rounds > 0)
     assert r.stopped == "precision reached" and r.precision_reached
 
 
