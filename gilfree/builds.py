@@ -331,7 +331,9 @@ def run_build(
     with tempfile.TemporaryFile() as stderr:
         with _child(
             build,
-            ["-m", "gilfree", *argv, "--format", "jsonl", "-o", "-", "--no-progress"],
+            # The stream options right after the command: ARGV may end in
+            # "--" and positional arguments.
+            ["-m", "gilfree", argv[0], "--format", "jsonl", "-o", "-", "--no-progress", *argv[1:]],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=stderr,

@@ -855,8 +855,9 @@ def _child_argv(args: argparse.Namespace, max_time: float) -> list[str]:
     """The command and options to run on another build: what was asked here,
     spelt out, with --max-time its share of the budget."""
     argv = [args.command]
-    if args.command == "check":
-        argv += [str(args.target), *args.call_args]
+    positional: list[str] = []
+    if args.command == "check":  # after "--", where no argument reads as an option
+        positional = ["--", str(args.target), *args.call_args]
         argv += ["-w", str(args.workers), "--calls", str(args.calls)]
         argv += ["-b", ",".join(args.backends)]
         if args.blas_threads is not None:
@@ -879,7 +880,7 @@ def _child_argv(args: argparse.Namespace, max_time: float) -> list[str]:
     ):
         if value is not None:
             argv += [flag, str(value)]
-    return argv
+    return argv + positional
 
 
 def _probe_builds(args: argparse.Namespace) -> list[Any]:

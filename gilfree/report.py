@@ -429,11 +429,16 @@ def across_builds(results: Sequence[Result], kernel: str) -> str:
     return "; ".join(parts)
 
 
+#: One thread's cost within this share of 1, its whole interval included,
+#: reads "as fast as".
+SAME_SPEED = 0.02
+
+
 def _cost_words(cost: ThreadCost) -> str:
     """``runs 1.30x slower [1.27, 1.33] than on 3.13.0``, or faster, or
     ``runs as fast as on 3.13.0 (1.01x [0.98, 1.03])`` where the interval
-    holds 1."""
-    if cost.low <= 1 <= cost.high:
+    holds 1 or lies within 2% of it (a difference too small to act on)."""
+    if cost.low <= 1 <= cost.high or (cost.low >= 1 - SAME_SPEED and cost.high <= 1 + SAME_SPEED):
         interval = f"{cost.ratio:.2f}x [{cost.low:.2f}, {cost.high:.2f}]"
         return f"runs as fast as on {cost.against} ({interval})"
     if cost.ratio > 1:

@@ -313,6 +313,15 @@ def test_a_faster_build_is_called_faster() -> None:
     )
 
 
+def test_a_difference_within_two_percent_reads_as_fast() -> None:
+    from gilfree.report import _cost_words
+
+    assert _cost_words(ThreadCost("3.11.7", 1.004, 1.001, 1.01, 9)).startswith(
+        "runs as fast as on 3.11.7 (1.00x [1.00, 1.01])"
+    )
+    assert "slower" in _cost_words(ThreadCost("3.11.7", 1.03, 1.021, 1.04, 9))
+
+
 def test_the_classic_experiment_has_a_line_per_build() -> None:
     from gilfree.report import classic_summary
 
