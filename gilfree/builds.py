@@ -214,17 +214,15 @@ def probe(build: Build, target: str | None = None) -> Build:
 # ------------------------------------------------------------- child processes
 
 
-def _die_with_parent() -> None:
-    from gilfree.backends.processes import _die_with_parent as die
-
-    die()
-
-
 @contextlib.contextmanager
 def _child(build: Build, argv: Sequence[str], **kwargs: Any) -> Iterator[subprocess.Popen[str]]:
     """``build``'s interpreter running ``argv``, in a session of its own;
     stopped however the block ends: asked to (SIGTERM), then killed after
     :data:`STOP_GRACE_S`. Linux kills it with this process too."""
+    # Imported here, not in the forked child, where another thread may hold
+    # the import lock.
+    from gilfree.backends.processes import _die_with_parent
+
     proc = subprocess.Popen(
         [build.path, *argv],
         env=build.env(),

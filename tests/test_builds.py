@@ -367,3 +367,20 @@ def test_demo_puts_the_classic_experiment_of_each_build_side_by_side(
     assert f"{version}: python one thread " in out
     assert f"{version} GILFREE_BUILD_TEST=2: python one thread " in out
     assert f"Python {version} and {version} GILFREE_BUILD_TEST=2" in out
+
+
+def test_a_killed_gilfree_takes_its_builds_with_it(tmp_path: Path) -> None:
+    cmd = [PY, "-m", "gilfree", "sweep", "-k", "python", "-b", "threads", "-w", "2"]
+    cmd += ["--seconds", "1", "--rounds", "50", "--precision", "off", "--max-time", "600"]
+    cmd += ["--no-progress", *BOTH]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    seen: set[int] = set()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not any("-m gilfree " in _cmdline(p) for p in seen):
+        seen |= _children(proc.pid)
+        time.sleep(0.1)
+    assert seen, "no build started"
+    proc.kill()  # SIGKILL: gilfree runs no clean-up of its own
+    proc.wait()
+    time.sleep(1.0)
+    assert alive(seen) == set(), "a build outlived a killed gilfree"
