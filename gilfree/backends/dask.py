@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
+import logging
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
@@ -261,6 +262,8 @@ class DaskBackend(Backend):
             return
         distributed = _distributed()
         cluster = local_cluster(workers)
+        logger = logging.getLogger("distributed")
+        level = logger.level
         try:
             client = distributed.Client(cluster, set_as_default=False)
             _quiet_abandoned_gathers(client)
@@ -271,7 +274,10 @@ class DaskBackend(Backend):
         except BaseException:
             # Ctrl-C, a timeout or a failure may leave a task running, and a
             # worker busy in Python answers the shutdown request only after
-            # seconds: terminate the worker processes first.
+            # seconds: terminate the worker processes first. The scheduler
+            # then logs each stream they cut (CommClosedError, with its
+            # traceback) while it closes: expected, so not shown.
+            logger.setLevel(logging.CRITICAL)
             _terminate_workers(cluster)
             raise
         finally:
@@ -280,6 +286,8 @@ class DaskBackend(Backend):
             except BaseException:  # Ctrl-C while it closes
                 _abandon(cluster)
                 raise
+            finally:
+                logger.setLevel(level)
 
     def _run(
         self,
