@@ -47,6 +47,7 @@ from gilfree.results import (
     ThreadCost,
     _context_from,
     context,
+    label_of,
     median_ci,
 )
 
@@ -106,8 +107,7 @@ class Build:
     @property
     def label(self) -> str:
         """``3.13.5t PYTHON_GIL=1``: as :func:`~gilfree.results.build_label` names it."""
-        label = self.python + ("t" if self.free_threaded else "")
-        return " ".join([label or self.path, *(f"{k}={v}" for k, v in self.settings.items())])
+        return label_of(self.python or self.path, self.free_threaded, self.settings)
 
     def env(self) -> dict[str, str]:
         return {**os.environ, **self.settings}

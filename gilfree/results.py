@@ -125,8 +125,13 @@ def build_label(ctx: Context) -> str:
     """The build a result was measured on, as the report names it: the
     version, ``t`` for a free-threaded build, then any settings it ran with
     (``3.13.0``, ``3.13.5t``, ``3.13.5t PYTHON_GIL=1``)."""
-    label = ctx.python + ("t" if ctx.free_threaded_build else "")
-    return " ".join([label, *(f"{k}={v}" for k, v in ctx.settings.items())])
+    return label_of(ctx.python, ctx.free_threaded_build, ctx.settings)
+
+
+def label_of(python: str, free_threaded: bool, settings: dict[str, str]) -> str:
+    """``3.13.5t PYTHON_GIL=1`` from its parts (see :func:`build_label`)."""
+    label = python + ("t" if free_threaded else "")
+    return " ".join([label, *(f"{k}={v}" for k, v in settings.items())])
 
 
 @dataclass(frozen=True)
