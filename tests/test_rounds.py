@@ -14,7 +14,7 @@ from test_measure import fake
 from gilfree.backends import Backend, RunTiming
 from gilfree.kernels import Kernel
 from gilfree.measure import consistent, median_ci, run, sweep
-from gilfree.plan import Plan
+from gilfree.plan import DEFAULT_MAX_TIME, Plan
 from gilfree.report import verdict, verdict_word
 
 # ------------------------------------------------------------ the consistency check
@@ -272,21 +272,38 @@ def test_noise_never_flips_a_verdict() -> None:
 RIGHT = {"python": "GIL-bound", "cython-gil": "GIL-bound", "cython-nogil": "threads help"}
 
 
+def settled_words(results: list[Any]) -> dict[str, str]:
+    """The verdict words of one back-to-back run of the three kernels; where
+    one reads inconclusive, the run again as its verdict advises (three times
+    the time), as a user would. A host that could not run two workers in
+    parallel even then cannot show what the test asks: the test skips,
+    giving the host's capacity."""
+    words = {k: verdict_word(results, k) for k in VERDICT_KERNELS}
+    if "inconclusive" not in words.values():
+        return words
+    first = words
+    results = sweep(VERDICT_KERNELS, ["threads"], [2], max_time=3 * DEFAULT_MAX_TIME, max_rounds=90)
+    words = {k: verdict_word(results, k) for k in VERDICT_KERNELS}
+    wrong = [(k, w) for k, w in [*first.items(), *words.items()] if w in WRONG[k]]
+    assert not wrong, (first, words)
+    for k, w in words.items():
+        line = verdict(results, k)
+        if w == "inconclusive" and "could not show parallelism" in line:
+            pytest.skip(f"the host could not run two workers in parallel just now: {line}")
+    return words
+
+
 @pytest.mark.needs_gil
 @pytest.mark.slow
 def test_without_noise_the_same_cells_give_the_same_verdict_every_time() -> None:
-    """Back to back, each cell gives one decisive verdict, the right one, every
-    time it decides. On this shared host a run may still read inconclusive
-    (cython-nogil did in 1 of 10 runs on 3.13): that is the verdict declining
-    to guess, never a flip; at most one run in three may do so."""
-    runs = [
-        {k: verdict_word(results, k) for k in VERDICT_KERNELS}
-        for results in (sweep(VERDICT_KERNELS, ["threads"], [2]) for _ in range(3))
-    ]
+    """Back to back, each cell gives the same verdict, the right one, every
+    time. On a shared host a run may read inconclusive at the defaults (the
+    verdict declining to guess, never a flip: any decisive word must be the
+    right one); given the more time its verdict asks for, it decides, and
+    rightly."""
+    runs = [settled_words(sweep(VERDICT_KERNELS, ["threads"], [2])) for _ in range(3)]
     for kernel, right in RIGHT.items():
-        words = [r[kernel] for r in runs]
-        assert set(words) - {"inconclusive"} == {right}, runs
-        assert words.count(right) >= 2, runs
+        assert [r[kernel] for r in runs] == [right] * 3, runs
 
 
 def test_a_run_too_short_to_measure_says_so_instead_of_judging() -> None:
