@@ -295,6 +295,7 @@ def settled_words(results: list[Any]) -> dict[str, str]:
 
 @pytest.mark.needs_gil
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # three runs of 30 s, each maybe again for 90 s
 def test_without_noise_the_same_cells_give_the_same_verdict_every_time() -> None:
     """Back to back, each cell gives the same verdict, the right one, every
     time. On a shared host a run may read inconclusive at the defaults (the
