@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import importlib
 import logging
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
@@ -49,6 +50,7 @@ from gilfree.kernels import Kernel
 
 __all__ = [
     "CONNECT_TIMEOUT_S",
+    "NO_PROFILER",
     "DaskBackend",
     "SchedulerUnreachable",
     "check_scheduler",
@@ -61,6 +63,17 @@ __all__ = [
 CONNECT_TIMEOUT_S = 5.0
 #: Seconds to wait for a scheduler's handshake once connected: it sends one at once.
 HANDSHAKE_TIMEOUT_S = 2.0
+
+
+#: Seconds between checks, while a run waits on its tasks, that every worker
+#: they are pinned to is still in the cluster.
+WORKER_CHECK_S = 1.0
+#: Dask config for gilfree's local clusters: no statistical profiler. Every
+#: 10 ms it samples the stacks of every thread in each worker and in the
+#: scheduler's process, which takes CPU (on a GIL build, the GIL) from the
+#: kernel being timed; on a free-threaded build, reading the frames of threads
+#: that are running can crash the process (a segfault in distributed.profile).
+NO_PROFILER = {"distributed.worker.profile.enabled": False}
 
 
 class SchedulerUnreachable(ConnectionError):
@@ -158,23 +171,28 @@ def local_cluster(workers: int) -> Any:
     """A ``distributed.LocalCluster`` of ``workers`` worker processes, one
     thread each: the shape every gilfree measurement on Dask uses. The
     dashboard takes a free port (``None`` would still try 8787, warn when it is
-    taken and leak the probe socket); logs below ERROR stay quiet.
+    taken and leak the probe socket); logs below ERROR stay quiet; Dask's
+    statistical profiler is off (:data:`NO_PROFILER`).
 
     Interrupted while it starts (Ctrl-C), the half-started cluster's worker
     processes are terminated and it is taken off distributed's list of
     clusters to close at exit, whose attempt on a cluster that never finished
     starting prints a long traceback."""
+    import dask
     from distributed.deploy.spec import SpecCluster
 
     before = set(SpecCluster._instances)
     try:
-        return _distributed().LocalCluster(
-            n_workers=workers,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=":0",
-            silence_logs=40,  # logging.ERROR: the table is the output
-        )
+        # The config is read as the scheduler and the nannies are made here;
+        # a nanny hands it on to its worker process, restarts included.
+        with dask.config.set(NO_PROFILER):
+            return _distributed().LocalCluster(
+                n_workers=workers,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=":0",
+                silence_logs=40,  # logging.ERROR: the table is the output
+            )
     except BaseException:
         for half in set(SpecCluster._instances) - before:
             _abandon(half)
@@ -368,16 +386,23 @@ def _gather(
 ) -> list[Any]:
     """Results in order; the first task that fails stops the others. Past the
     ``deadline``, the tasks are cancelled (a task already running on a worker
-    runs on: Dask cannot stop it, but a local cluster is closed after its cell)."""
+    runs on: Dask cannot stop it, but a local cluster is closed after its cell).
+
+    Every task is pinned to its worker (``futures[i]`` to ``workers[i]``), so
+    one whose worker dies would wait for it for ever (a local cluster's nanny
+    restarts the worker under another address). A :class:`_Watch` cancels the
+    tasks then, and the run fails naming the worker."""
+    watch = _Watch(client, futures, workers)
     try:
-        if deadline is not None:
-            try:
-                for f in futures:  # a task that fails raises here, as in gather
-                    # Not 0: Dask reads a zero timeout as none at all.
-                    f.result(timeout=max(0.001, deadline - time.monotonic()))
-            except (TimeoutError, asyncio.TimeoutError):  # distinct classes on 3.10
-                raise RunTimeout("") from None
-        return list(client.gather(futures))
+        with watch:
+            if deadline is not None:
+                try:
+                    for f in futures:  # a task that fails raises here, as in gather
+                        # Not 0: Dask reads a zero timeout as none at all.
+                        f.result(timeout=max(0.001, deadline - time.monotonic()))
+                except (TimeoutError, asyncio.TimeoutError):  # distinct classes on 3.10
+                    raise RunTimeout("") from None
+            return list(client.gather(futures))
     except BaseException as exc:
         # Which task failed: read before cancelling, which changes the statuses.
         failed = next((i for i, f in enumerate(futures) if f.status == "error"), 0)
@@ -386,10 +411,62 @@ def _gather(
         # countdown stops on the cancel generation of its worker process,
         # bumped from the worker's event loop (best effort: a loop starved by a
         # kernel that holds the GIL answers late; an interpreted one runs on).
+        # Not to a worker known to be gone: the scheduler would spend its 30 s
+        # connect timeout on it, and this call would wait that long.
         with contextlib.suppress(Exception):
-            client.run(cancel_soon, workers=workers, wait=False)
+            if alive := [w for i, w in enumerate(workers) if i not in watch.gone]:
+                client.run(cancel_soon, workers=alive, wait=False)
+        if watch.gone:
+            i = watch.gone[0]
+            raise WorkerError(
+                f"Dask worker {i} ({workers[i]}) left the cluster before its task "
+                "finished: its process died (killed, crashed, or out of memory), and a "
+                "task pinned to its worker cannot run on another",
+                i,
+            ) from None
         if isinstance(exc, RunTimeout):
             raise _overran(deadline) from None
         if isinstance(exc, (KeyboardInterrupt, UnsupportedError)):
             raise
         raise WorkerError(f"Dask task {failed} raised {_describe(exc)}", failed) from exc
+
+
+class _Watch:
+    """While a run waits on its tasks, a thread asks the scheduler every
+    :data:`WORKER_CHECK_S` seconds which workers it has. If a worker that an
+    unfinished task is pinned to is gone, its index goes in ``gone`` and the
+    tasks are cancelled, which ends the wait.
+
+    The question is asked on a thread of its own because its answer can take
+    seconds while the workers keep the host's CPUs busy (up to 2.7 s was seen
+    on a free-threaded build): the wait itself, its deadline and a task's
+    failure are never held up by it."""
+
+    def __init__(self, client: Any, futures: list[Any], workers: list[str]) -> None:
+        self.client, self.futures, self.workers = client, futures, workers
+        self.gone: list[int] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="gilfree-dask-watch", daemon=True)
+
+    def __enter__(self) -> _Watch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()  # the thread ends at once, or when its question is answered
+
+    def _watch(self) -> None:
+        while not self._stop.wait(WORKER_CHECK_S):
+            try:
+                present = set(self.client.nthreads())
+            except Exception:  # the client closed: the run is over
+                return
+            if self._stop.is_set():
+                return
+            pinned = enumerate(zip(self.futures, self.workers, strict=True))
+            gone = [i for i, (f, w) in pinned if w not in present and f.status != "finished"]
+            if gone:
+                self.gone[:] = gone
+                with contextlib.suppress(Exception):
+                    self.client.cancel(self.futures)
+                return
