@@ -217,10 +217,13 @@ def interrupted_init(self, *args, **kwargs):
 
 SpecCluster.__init__ = interrupted_init
 if __name__ == "__main__":
+    import multiprocessing, time
     try:
         d.local_cluster(2)
     except KeyboardInterrupt:
         print("interrupted", flush=True)
+    time.sleep(1.5)  # a nanny would have started a new worker by now
+    print(len(multiprocessing.active_children()), flush=True)
 """
 
 
@@ -228,7 +231,8 @@ def test_ctrl_c_while_a_local_cluster_starts_leaves_no_traceback_or_process(
     tmp_path: Path,
 ) -> None:
     # distributed's exit hook used to close the half-started cluster again and
-    # print 25 lines ending in "Status.init".
+    # print 25 lines ending in "Status.init". Its nannies must not restart the
+    # workers that gilfree terminates.
     script = tmp_path / "half_started.py"
     script.write_text(HALF_STARTED)
     started = time.monotonic()
@@ -236,8 +240,11 @@ def test_ctrl_c_while_a_local_cluster_starts_leaves_no_traceback_or_process(
         [sys.executable, str(script)], capture_output=True, text=True, timeout=120
     )
     assert proc.returncode == 0, proc.stderr
-    pids, said = proc.stdout.splitlines()
+    pids, said, left = proc.stdout.splitlines()
     assert said == "interrupted" and len(pids.split()) == 2
+    # No nanny started a worker in place of the terminated ones: that one would
+    # outlive the script, and hold its stdout and stderr open.
+    assert left == "0"
     assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr
     assert time.monotonic() - started < 30  # no 10 s close of a cluster never started
     assert alive({int(pid) for pid in pids.split()}) == set()  # its worker processes

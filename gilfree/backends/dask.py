@@ -353,9 +353,18 @@ class DaskBackend(Backend):
 
 def _terminate_workers(cluster: Any) -> None:
     """Terminate a local cluster's worker processes (their nannies stay to be
-    closed); best effort, as it reaches into the nannies."""
+    closed); best effort, as it reaches into the nannies.
+
+    A running nanny starts a new worker process when its worker exits. One
+    started now would be spawned while the cluster closes, or, for a cluster
+    abandoned half-started, outlive it (holding the parent's stdout and
+    stderr open). So each nanny is first marked ``failed``, the one status in
+    which it neither restarts its worker nor refuses to be closed later."""
+    from distributed.core import Status
+
     for nanny in list(getattr(cluster, "workers", {}).values()):
         with contextlib.suppress(Exception):
+            nanny.status = Status.failed
             nanny.process.process.terminate()
 
 
