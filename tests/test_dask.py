@@ -100,6 +100,23 @@ def test_same_host_is_read_from_the_worker_addresses() -> None:
     assert not _same_host(["tcp://127.0.0.1:40001", "tcp://192.0.2.7:40002"])  # TEST-NET-1
 
 
+def _profiler_on() -> bool:
+    import dask
+
+    return bool(dask.config.get("distributed.worker.profile.enabled"))
+
+
+def test_a_local_cluster_runs_without_dasks_profiler(client) -> None:  # type: ignore[no-untyped-def]
+    """The workers (their nannies pass the config on) and the scheduler's
+    event loop start no statistical profiler: it samples every thread every
+    10 ms, and on a free-threaded build it segfaulted processes."""
+    from collections import deque
+
+    assert client.run(_profiler_on) == {w: False for w in client.nthreads()}
+    # With the profiler on, the loop's ``profile`` is the sampling thread's state.
+    assert isinstance(client.cluster.loop.profile, deque)
+
+
 def test_an_existing_client_is_left_running(client) -> None:  # type: ignore[no-untyped-def]
     r = run("cython-nogil", "dask", workers=2, n=10**7, repeats=1, scheduler=client)
     assert r.ok and r.runs[0].iterations == 10**7

@@ -70,9 +70,9 @@ HANDSHAKE_TIMEOUT_S = 2.0
 WORKER_CHECK_S = 1.0
 #: Dask config for gilfree's local clusters: no statistical profiler. Every
 #: 10 ms it samples the stacks of every thread in each worker and in the
-#: scheduler's process, which takes CPU (on a GIL build, the GIL) from the
-#: kernel being timed; on a free-threaded build, reading the frames of threads
-#: that are running can crash the process (a segfault in distributed.profile).
+#: scheduler's process, a thread of work beside the kernel being timed; on a
+#: free-threaded build, reading the frames of threads that are running can
+#: crash the process (a segfault in distributed.profile).
 NO_PROFILER = {"distributed.worker.profile.enabled": False}
 
 
@@ -467,7 +467,7 @@ class _Watch:
     def _watch(self) -> None:
         while not self._stop.wait(WORKER_CHECK_S):
             try:
-                present = set(self.client.nthreads())
+                present = set(_workers(self.client))
             except Exception:  # the client closed: the run is over
                 return
             if self._stop.is_set():
