@@ -296,7 +296,8 @@ def benchmark_threads(
     (``--benchmark-autosave``) carry the speedup and contention. If ``fn``
     stops releasing the GIL, the threads take turns, the round gets about
     ``threads`` times slower, and ``--benchmark-compare`` shows it
-    (``--benchmark-compare-fail=median:25%`` fails the run). ``extra_info``
+    (``--benchmark-compare-fail=min:25%`` fails the run; the fastest round,
+    because noise from other processes only slows rounds). ``extra_info``
     gets ``gilfree_threads``, ``gilfree_speedup`` (against one thread making
     the same calls, from :func:`gilfree.check_call`), ``gilfree_contention``
     and ``gilfree_verdict``. Returns what ``benchmark`` returns.
