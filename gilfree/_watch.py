@@ -42,19 +42,35 @@ class Running:
 
     How loops that check no cancel generation (the interpreted kernel, a
     user's function) are stopped: :meth:`stop` raises :class:`Cancelled` in
-    each at its next bytecode. Compiled kernels stop through the cancel
-    generation and see it only once they return. A thread that leaves
-    :meth:`kernel` withdraws a request that came too late, so it never lands
-    in unrelated code."""
+    each at its next bytecode. A thread that leaves :meth:`kernel` withdraws a
+    request that came too late, and a thread that enters it after
+    :meth:`stop` is refused at once, so no loop escapes a stop by starting
+    just after it.
+
+    An exception raised in a thread from outside lands in whatever Python code
+    that thread runs next, a weakref callback or a ``__del__`` included, where
+    it cannot propagate and is reported as unraisable. So kernels that stop
+    through the cancel generation (the compiled ones) are never sent one:
+    they enter with ``kernel(interrupt=False)``, and the exception is kept
+    for the loops that have no other way to stop."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._idents: set[int] = set()
+        self._stopped = False
 
     @contextlib.contextmanager
-    def kernel(self) -> Iterator[None]:
+    def kernel(self, interrupt: bool = True) -> Iterator[None]:
+        """Run the block as a kernel call that :meth:`stop` interrupts;
+        ``interrupt=False`` for a kernel the cancel generation stops, which
+        the block then runs untouched."""
+        if not interrupt:
+            yield
+            return
         ident = threading.get_ident()
         with self._lock:
+            if self._stopped:
+                raise Cancelled()
             self._idents.add(ident)
         try:
             yield
@@ -65,6 +81,7 @@ class Running:
 
     def stop(self) -> None:
         with self._lock:
+            self._stopped = True
             for ident in self._idents:
                 if ident != threading.get_ident():
                     raise_in_thread(ident, Cancelled)

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -15,7 +16,8 @@ import pytest
 from conftest import live_children, our_threads, threads_settle_to
 from interrupting import alive, cli_command, interrupt_cli
 
-from gilfree import KERNELS, run, sweep
+from gilfree import KERNELS, Cancelled, run, sweep
+from gilfree._watch import Running
 from gilfree.backends import BACKENDS, RunTimeout, WorkerError
 from gilfree.report import read_json
 
@@ -366,6 +368,77 @@ def test_a_run_past_its_deadline_is_stopped(backend: str, kernel: str) -> None:
     assert time.monotonic() - t0 < 1.3  # stopped promptly, not run to the end
     assert len(threads_settle_to(before)) == before
     assert live_children() == []
+
+
+def _in_kernel_of(running: Running, interrupt: bool, stopped: threading.Event) -> list[str]:
+    """Run a Python loop inside ``running.kernel(interrupt)`` in a thread
+    until ``stopped`` is set and a while after; what reached it."""
+    entered, seen = threading.Event(), []
+
+    def work() -> None:
+        try:
+            with running.kernel(interrupt=interrupt):
+                entered.set()
+                while not stopped.is_set():
+                    pass
+                end = time.monotonic() + 0.2  # bytecode after the stop
+                while time.monotonic() < end:
+                    pass
+            seen.append("returned")
+        except BaseException as exc:
+            seen.append(type(exc).__name__)
+
+    t = threading.Thread(target=work)
+    t.start()
+    assert entered.wait(10)
+    running.stop()
+    stopped.set()
+    t.join(10)
+    assert not t.is_alive()
+    return seen
+
+
+def test_a_stop_interrupts_an_interpreted_loop() -> None:
+    assert _in_kernel_of(Running(), True, threading.Event()) == ["Cancelled"]
+
+
+def test_a_stop_never_reaches_a_kernel_the_cancel_generation_stops() -> None:
+    # An exception raised from outside lands in the next Python code the
+    # thread runs (a weakref callback included, where it is unraisable), so
+    # compiled kernels are never sent one.
+    assert _in_kernel_of(Running(), False, threading.Event()) == ["returned"]
+
+
+@pytest.mark.parametrize("backend", ["serial", "threads"])
+@pytest.mark.parametrize(
+    ("kernel", "raised"), [("cython-gil", False), ("cython-nogil", False), ("python", True)]
+)
+def test_a_deadline_raises_into_interpreted_loops_only(
+    backend: str, kernel: str, raised: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gilfree._watch
+
+    sent: list[object] = []
+    real = gilfree._watch.raise_in_thread
+
+    def recording(ident: int, exc_type: object) -> int:
+        if exc_type is not None:
+            sent.append(exc_type)
+        return real(ident, exc_type)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(gilfree._watch, "raise_in_thread", recording)
+    with pytest.raises(RunTimeout):
+        BACKENDS[backend].run(KERNELS[kernel], [10**12] * 2, deadline=time.monotonic() + 0.2)
+    assert bool(sent) == raised, sent
+
+
+def test_a_loop_that_starts_after_a_stop_is_refused() -> None:
+    running = Running()
+    running.stop()
+    with pytest.raises(Cancelled), running.kernel():
+        pytest.fail("a loop entered after the stop would run unstopped")
+    with running.kernel(interrupt=False):  # the cancel generation stops these
+        pass
 
 
 @pytest.mark.slow  # waits out the 5 s grace

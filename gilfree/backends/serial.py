@@ -43,7 +43,7 @@ class SerialBackend(Backend):
         # Ctrl-C reaches them directly.
         with Watch(deadline, lambda _: running.stop(), signals=False) as watch:
             try:
-                with running.kernel():
+                with running.kernel(interrupt=not kernel.cancellable):
                     t0 = time.perf_counter_ns()
                     stamps = [timed(kernel, n) for n in chunks]
                     t_done = time.perf_counter_ns()
@@ -65,7 +65,7 @@ class SerialBackend(Backend):
 
         def work() -> None:
             try:
-                with running.kernel():
+                with running.kernel(interrupt=not kernel.cancellable):
                     t0 = time.perf_counter_ns()
                     stamps = [timed(kernel, n, since) for n in chunks]
                     outcome.append((t0, time.perf_counter_ns(), stamps))

@@ -44,7 +44,7 @@ class ThreadsBackend(Backend):
                 except threading.BrokenBarrierError:
                     return  # the run was abandoned before the start
                 try:
-                    with running.kernel():
+                    with running.kernel(interrupt=not kernel.cancellable):
                         stamps[i] = timed(kernel, chunks[i], since)
                 except BaseException as exc:
                     errors.append((i, exc))
