@@ -80,11 +80,15 @@ class Running:
                 raise_in_thread(ident, None)
 
     def stop(self) -> None:
+        """Raise :class:`Cancelled` in every thread now in :meth:`kernel`
+        (the caller's own excepted), once: a second stop (the deadline, then
+        Ctrl-C) must not land in a thread already unwinding from the first."""
         with self._lock:
             self._stopped = True
-            for ident in self._idents:
-                if ident != threading.get_ident():
-                    raise_in_thread(ident, Cancelled)
+            me = threading.get_ident()
+            for ident in self._idents - {me}:
+                raise_in_thread(ident, Cancelled)
+            self._idents &= {me}
 
 
 def join_all(threads: Iterable[threading.Thread], grace: float = STOP_GRACE_S) -> list[str]:

@@ -432,6 +432,41 @@ def test_a_deadline_raises_into_interpreted_loops_only(
     assert bool(sent) == raised, sent
 
 
+def test_a_second_stop_is_not_sent_to_a_thread_told_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    import gilfree._watch
+
+    sent: list[int] = []
+    real = gilfree._watch.raise_in_thread
+
+    def recording(ident: int, exc_type: object) -> int:
+        if exc_type is not None:
+            sent.append(ident)
+        return real(ident, exc_type)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(gilfree._watch, "raise_in_thread", recording)
+    running, entered, release, seen = Running(), threading.Event(), threading.Event(), []
+
+    def work() -> None:
+        try:
+            with running.kernel():
+                entered.set()
+                release.wait()  # blocked in C: the exception waits for its return
+                while True:
+                    pass
+        except BaseException as exc:
+            seen.append(type(exc).__name__)
+
+    t = threading.Thread(target=work)
+    t.start()
+    assert entered.wait(10)
+    running.stop()  # the deadline
+    running.stop()  # then Ctrl-C
+    release.set()
+    t.join(10)
+    assert not t.is_alive()
+    assert (len(sent), seen) == (1, ["Cancelled"])
+
+
 def test_a_loop_that_starts_after_a_stop_is_refused() -> None:
     running = Running()
     running.stop()
