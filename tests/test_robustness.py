@@ -370,6 +370,23 @@ def test_a_run_past_its_deadline_is_stopped(backend: str, kernel: str) -> None:
     assert live_children() == []
 
 
+@pytest.fixture
+def sent(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The threads that stops raise an exception in, as they are raised."""
+    import gilfree._watch
+
+    idents: list[int] = []
+    real = gilfree._watch.raise_in_thread
+
+    def recording(ident: int, exc_type: object) -> int:
+        if exc_type is not None:
+            idents.append(ident)
+        return real(ident, exc_type)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(gilfree._watch, "raise_in_thread", recording)
+    return idents
+
+
 def _in_kernel_of(running: Running, interrupt: bool, stopped: threading.Event) -> list[str]:
     """Run a Python loop inside ``running.kernel(interrupt)`` in a thread
     until ``stopped`` is set and a while after; what reached it."""
@@ -414,36 +431,14 @@ def test_a_stop_never_reaches_a_kernel_the_cancel_generation_stops() -> None:
     ("kernel", "raised"), [("cython-gil", False), ("cython-nogil", False), ("python", True)]
 )
 def test_a_deadline_raises_into_interpreted_loops_only(
-    backend: str, kernel: str, raised: bool, monkeypatch: pytest.MonkeyPatch
+    backend: str, kernel: str, raised: bool, sent: list[int]
 ) -> None:
-    import gilfree._watch
-
-    sent: list[object] = []
-    real = gilfree._watch.raise_in_thread
-
-    def recording(ident: int, exc_type: object) -> int:
-        if exc_type is not None:
-            sent.append(exc_type)
-        return real(ident, exc_type)  # type: ignore[no-any-return]
-
-    monkeypatch.setattr(gilfree._watch, "raise_in_thread", recording)
     with pytest.raises(RunTimeout):
         BACKENDS[backend].run(KERNELS[kernel], [10**12] * 2, deadline=time.monotonic() + 0.2)
     assert bool(sent) == raised, sent
 
 
-def test_a_second_stop_is_not_sent_to_a_thread_told_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    import gilfree._watch
-
-    sent: list[int] = []
-    real = gilfree._watch.raise_in_thread
-
-    def recording(ident: int, exc_type: object) -> int:
-        if exc_type is not None:
-            sent.append(ident)
-        return real(ident, exc_type)  # type: ignore[no-any-return]
-
-    monkeypatch.setattr(gilfree._watch, "raise_in_thread", recording)
+def test_a_second_stop_is_not_sent_to_a_thread_told_once(sent: list[int]) -> None:
     running, entered, release, seen = Running(), threading.Event(), threading.Event(), []
 
     def work() -> None:
