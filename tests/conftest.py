@@ -1,8 +1,19 @@
 from __future__ import annotations
 
+import signal
+
 import pytest
 
 from gilfree import KERNELS, Kernel
+
+# A suite started as a background job of a non-interactive shell inherits
+# SIGINT ignored, and Python then installs no handler: the Ctrl-C tests, which
+# send SIGINT to this process and to the gilfree processes they start, would
+# see nothing and wait. Restore what a terminal start gives; the processes
+# started from here then get SIGINT's default across exec, where Python
+# installs its own handler.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
