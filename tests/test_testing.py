@@ -306,10 +306,12 @@ class _FakeBenchmark:
 
 
 def test_benchmark_threads_times_one_call_in_each_of_its_threads() -> None:
-    calls: list[tuple[int, tuple[Any, ...], dict[str, Any]]] = []
+    # Thread objects, not idents: a thread that ends before the next starts
+    # hands its ident on to it.
+    calls: list[tuple[threading.Thread, tuple[Any, ...], dict[str, Any]]] = []
 
     def work(*args: Any, **kwargs: Any) -> None:
-        calls.append((threading.get_ident(), args, kwargs))
+        calls.append((threading.current_thread(), args, kwargs))
         time.sleep(0.002)
 
     fake = _FakeBenchmark()
@@ -320,8 +322,8 @@ def test_benchmark_threads_times_one_call_in_each_of_its_threads() -> None:
     calls.clear()  # the check's own calls
     threaded_round()
     assert [(args, kwargs) for _, args, kwargs in calls] == [(("x",), {"k": 1})] * 3
-    idents = {ident for ident, _, _ in calls}
-    assert len(idents) == 3 and threading.main_thread().ident not in idents
+    threads = {id(thread) for thread, _, _ in calls}  # the list keeps them alive
+    assert len(threads) == 3 and id(threading.main_thread()) not in threads
 
 
 @pytest.mark.slow  # up to three pairs of inner pytest-benchmark sessions
