@@ -387,17 +387,17 @@ def sent(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return idents
 
 
-def _in_kernel_of(running: Running, interrupt: bool, stopped: threading.Event) -> list[str]:
-    """Run a Python loop inside ``running.kernel(interrupt)`` in a thread
-    until ``stopped`` is set and a while after; what reached it."""
-    entered, seen = threading.Event(), []
+def _in_kernel_of(interrupt: bool, stops: int = 1) -> list[str]:
+    """A thread enters ``Running.kernel(interrupt)`` and blocks in C while
+    ``stops`` stops are made, then runs Python code for a while: what reached
+    it (an exception raised from outside waits for the return to Python)."""
+    running, entered, stopped, seen = Running(), threading.Event(), threading.Event(), []
 
     def work() -> None:
         try:
             with running.kernel(interrupt=interrupt):
                 entered.set()
-                while not stopped.is_set():
-                    pass
+                stopped.wait()
                 end = time.monotonic() + 0.2  # bytecode after the stop
                 while time.monotonic() < end:
                     pass
@@ -408,7 +408,8 @@ def _in_kernel_of(running: Running, interrupt: bool, stopped: threading.Event) -
     t = threading.Thread(target=work)
     t.start()
     assert entered.wait(10)
-    running.stop()
+    for _ in range(stops):
+        running.stop()
     stopped.set()
     t.join(10)
     assert not t.is_alive()
@@ -416,14 +417,20 @@ def _in_kernel_of(running: Running, interrupt: bool, stopped: threading.Event) -
 
 
 def test_a_stop_interrupts_an_interpreted_loop() -> None:
-    assert _in_kernel_of(Running(), True, threading.Event()) == ["Cancelled"]
+    assert _in_kernel_of(interrupt=True) == ["Cancelled"]
 
 
-def test_a_stop_never_reaches_a_kernel_the_cancel_generation_stops() -> None:
+def test_a_stop_never_reaches_a_kernel_the_cancel_generation_stops(sent: list[int]) -> None:
     # An exception raised from outside lands in the next Python code the
     # thread runs (a weakref callback included, where it is unraisable), so
     # compiled kernels are never sent one.
-    assert _in_kernel_of(Running(), False, threading.Event()) == ["returned"]
+    assert (_in_kernel_of(interrupt=False), sent) == (["returned"], [])
+
+
+def test_a_second_stop_is_not_sent_to_a_thread_told_once(sent: list[int]) -> None:
+    # The deadline, then Ctrl-C: the second must not land in a thread already
+    # unwinding from the first.
+    assert (_in_kernel_of(interrupt=True, stops=2), len(sent)) == (["Cancelled"], 1)
 
 
 @pytest.mark.parametrize("backend", ["serial", "threads"])
@@ -436,30 +443,6 @@ def test_a_deadline_raises_into_interpreted_loops_only(
     with pytest.raises(RunTimeout):
         BACKENDS[backend].run(KERNELS[kernel], [10**12] * 2, deadline=time.monotonic() + 0.2)
     assert bool(sent) == raised, sent
-
-
-def test_a_second_stop_is_not_sent_to_a_thread_told_once(sent: list[int]) -> None:
-    running, entered, release, seen = Running(), threading.Event(), threading.Event(), []
-
-    def work() -> None:
-        try:
-            with running.kernel():
-                entered.set()
-                release.wait()  # blocked in C: the exception waits for its return
-                while True:
-                    pass
-        except BaseException as exc:
-            seen.append(type(exc).__name__)
-
-    t = threading.Thread(target=work)
-    t.start()
-    assert entered.wait(10)
-    running.stop()  # the deadline
-    running.stop()  # then Ctrl-C
-    release.set()
-    t.join(10)
-    assert not t.is_alive()
-    assert (len(sent), seen) == (1, ["Cancelled"])
 
 
 def test_a_loop_that_starts_after_a_stop_is_refused() -> None:
