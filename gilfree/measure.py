@@ -98,12 +98,14 @@ def time_call(kernel: str | Kernel, n: int) -> float:
     return time.perf_counter() - start
 
 
-def calibrate(kernel: str | Kernel, seconds: float, start: int = 1000) -> int:
+def calibrate(kernel: str | Kernel, seconds: float, start: int = 1) -> int:
     """Return the ``n`` for which ``kernel(n)`` takes about ``seconds`` here.
 
-    Grows ``n`` until one call takes at least a quarter of the target (so
-    timer resolution, call overhead and clock ramp-up do not skew the
-    estimate), then scales linearly: every kernel's time is linear in ``n``.
+    Grows ``n`` from ``start`` until one call takes at least a quarter of the
+    target (so timer resolution, call overhead and clock ramp-up do not skew
+    the estimate), then scales linearly: every kernel's time is linear in
+    ``n``. Starting at one matters for a user's function, where ``n`` counts
+    calls: a 20 ms function started at 1000 calls would take 20 s per try.
     """
     if not seconds > 0:
         raise ValueError(f"seconds must be > 0, got {seconds}")

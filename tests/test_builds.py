@@ -201,17 +201,21 @@ def test_a_build_that_crashes_fails_its_cells_and_keeps_the_others(
 
 def test_ctrl_c_stops_every_build_and_leaves_no_process(tmp_path: Path) -> None:
     saved = tmp_path / "run.jsonl"
-    cmd = [PY, "-m", "gilfree", "sweep", "-k", "python", "-b", "threads,processes", "-w", "2"]
-    cmd += ["--seconds", "1", "--rounds", "50", "--precision", "off", "--max-time", "600"]
-    cmd += ["--no-progress", *BOTH, "--json", str(saved)]
+    # Few rounds of the one-thread timing that comes first, so that the first
+    # build is measuring well within the wait below; many cells after it, so
+    # that it is still measuring when Ctrl-C comes.
+    cmd = [PY, "-m", "gilfree", "sweep", "-k", "python", "-b", "threads,processes"]
+    cmd += ["-w", "1,2,3,4", "--seconds", "0.2", "--rounds", "3", "--precision", "off"]
+    cmd += ["--max-time", "600", "--no-progress", *BOTH, "--json", str(saved)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     seen: set[int] = set()
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:  # until the first build measures
         seen |= _children(proc.pid)
-        if any("gilfree" in _cmdline(p) and "_timer" not in _cmdline(p) for p in seen):
+        if any("-m gilfree " in _cmdline(p) for p in seen):
             break
         time.sleep(0.1)
+    assert any("-m gilfree " in _cmdline(p) for p in seen), "no build started measuring"
     time.sleep(1.5)
     seen |= _children(proc.pid)
     proc.send_signal(signal.SIGINT)
@@ -370,8 +374,8 @@ def test_demo_puts_the_classic_experiment_of_each_build_side_by_side(
 
 
 def test_a_killed_gilfree_takes_its_builds_with_it(tmp_path: Path) -> None:
-    cmd = [PY, "-m", "gilfree", "sweep", "-k", "python", "-b", "threads", "-w", "2"]
-    cmd += ["--seconds", "1", "--rounds", "50", "--precision", "off", "--max-time", "600"]
+    cmd = [PY, "-m", "gilfree", "sweep", "-k", "python", "-b", "threads", "-w", "1,2,3,4"]
+    cmd += ["--seconds", "0.2", "--rounds", "3", "--precision", "off", "--max-time", "600"]
     cmd += ["--no-progress", *BOTH]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     seen: set[int] = set()

@@ -135,6 +135,24 @@ def test_calibrate_rejects_bad_seconds() -> None:
         calibrate("python", 0)
 
 
+def test_calibrate_starts_from_one_call_of_a_slow_function() -> None:
+    # check --python times a user's function in each build: where n counts
+    # calls of a 10 ms function, starting at a thousand calls took a minute.
+    import time as _time
+
+    from gilfree.checker import as_kernel
+
+    calls: list[int] = []
+
+    def slow() -> None:
+        calls.append(1)
+        _time.sleep(0.01)
+
+    n = calibrate(as_kernel(slow), 0.05)
+    assert 1 <= n <= 10
+    assert len(calls) < 20, f"{len(calls)} calls to calibrate 50 ms of 10 ms calls"
+
+
 def test_reports_and_json(tmp_path) -> None:  # type: ignore[no-untyped-def]
     results: list[Result] = sweep(
         ["python", "cython-nogil"],
