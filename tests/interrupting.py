@@ -72,7 +72,21 @@ class Interrupted:
     leftovers: set[int]
 
 
-def cli_command(command: str, backend: str, kernel: str, seconds: float = 1.0) -> list[str]:
+#: Iterations per second of each kernel here, timed once per test session:
+#: every kernel's time is linear in n, and timing one for a full second in
+#: each test cost more than many of the tests themselves.
+_RATES: dict[str, float] = {}
+
+
+def _n_for(kernel: str, seconds: float) -> int:
+    from gilfree.measure import calibrate
+
+    if kernel not in _RATES:
+        _RATES[kernel] = calibrate(kernel, 0.1) / 0.1
+    return max(1, round(_RATES[kernel] * seconds))
+
+
+def cli_command(command: str, backend: str, kernel: str, seconds: float = 0.5) -> list[str]:
     """``gilfree COMMAND ...`` arguments whose serial baseline takes about
     ``2 * seconds`` and whose cell on ``backend`` at least as long again.
 
@@ -82,9 +96,7 @@ def cli_command(command: str, backend: str, kernel: str, seconds: float = 1.0) -
     where the backend is metered: the cell runs for at
     least ``2 * seconds`` on any backend, so an interrupt sent early in it has
     most of its work still ahead."""
-    from gilfree.measure import calibrate
-
-    n = str(calibrate("python" if command == "check" else kernel, seconds))
+    n = str(_n_for("python" if command == "check" else kernel, seconds))
     once = ["--warmups", "0", "--repeats", "1", "--precision", "off", "--no-progress"]
     if command == "check":  # a pure-Python loop of the user's: tests/userfuncs.py
         return ["check", "userfuncs:spin", n, "-b", backend, "-w", "2", *once]
@@ -101,7 +113,7 @@ def interrupt_cli(
     backend: str,
     json_path: str | os.PathLike[str],
     python: str = sys.executable,
-    after_s: float = 0.5,
+    after_s: float = 0.25,
     workers: int = 2,
     cwd: str | os.PathLike[str] | None = None,
     sig: int = signal.SIGINT,
