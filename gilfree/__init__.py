@@ -25,6 +25,7 @@ from gilfree._version import __version__
 # a clear ImportError.
 from gilfree.kernels import KERNELS, MAX_N, Cancelled, Kernel, cancel_running, countdown
 from gilfree.meter import GILMeter, GILReading
+from gilfree.sampler import GILSampler, SamplerReading
 
 if TYPE_CHECKING:
     from gilfree.backends import BACKENDS, Backend, WorkerError
@@ -42,9 +43,11 @@ __all__ = [
     "CheckReport",
     "GILMeter",
     "GILReading",
+    "GILSampler",
     "Kernel",
     "Plan",
     "Result",
+    "SamplerReading",
     "UnknownNameError",
     "WorkerError",
     "__version__",

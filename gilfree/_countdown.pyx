@@ -243,6 +243,178 @@ def countdown_object(n, int since=-1):
     return start - n
 
 
+cdef extern from *:
+    """
+    #if defined(__linux__)
+      #include <sys/prctl.h>
+      /* The io kernel's waits should end when asked: the default 50 us of
+         timer slack would lengthen each by up to that much. Returns the
+         slack it replaced (-1 where there is none to set). */
+      static long gilfree_set_slack(long ns) {
+          long old = (long)prctl(PR_GET_TIMERSLACK, 0, 0, 0, 0);
+          if (old >= 0) (void)prctl(PR_SET_TIMERSLACK, (unsigned long)ns, 0, 0, 0);
+          return old;
+      }
+    #else
+      static long gilfree_set_slack(long ns) { (void)ns; return -1; }
+    #endif
+    """
+    long gilfree_set_slack(long ns) noexcept nogil
+
+
+#: Spins per nanosecond on this machine, measured on first use of a
+#: ground-truth kernel (0: not yet).
+cdef double _spin_rate = 0.0
+
+
+def spins_per_ns():
+    """How many iterations of the countdown this machine performs per
+    nanosecond (the fastest of three timings of 2**20 iterations, measured
+    once): the ground-truth kernels size their sections with it."""
+    global _spin_rate
+    cdef long long t0, t1, best = 0
+    cdef int i
+    if _spin_rate == 0.0:
+        with nogil:
+            for i in range(3):
+                t0 = _monotonic_ns()
+                gilfree_spin(1 << 20)
+                t1 = _monotonic_ns()
+                if best == 0 or t1 - t0 < best:
+                    best = t1 - t0
+        _spin_rate = (1 << 20) / <double>(best if best > 0 else 1)
+    return _spin_rate
+
+
+cdef long long _section_iterations(double section_us) except -1:
+    if not (section_us >= 1.0 and section_us <= 1e6):  # NaN fails too
+        raise ValueError(f"section_us must be between 1 and 1e6 microseconds, got {section_us!r}")
+    cdef long long its = <long long>(section_us * 1000.0 * spins_per_ns())
+    return its if its > 0 else 1
+
+
+cdef inline long long _nogil_part(long long step) noexcept nogil:
+    return step - gilfree_spin(step)
+
+
+def countdown_mixed(long long n, int since=-1, double gil_share=0.5, double section_us=50.0):
+    """Typed C countdown that holds the GIL for a known share of its time.
+
+    The count runs in sections of about ``section_us`` microseconds: in each,
+    the first ``gil_share`` of its iterations count with the GIL held, the
+    rest inside ``with nogil:``. Both halves run the same loop at the same
+    speed, so the share of iterations is the share of time: ground truth for
+    the GIL sampler. (``gilfree.countdown(n, "mixed", gil_share=...)``
+    validates the share; this raw loop trusts it.)
+    """
+    cdef long long block = _section_iterations(section_us)
+    cdef long long left = n
+    cdef long long b, h, f, since_check = 0
+    cdef int gen = gilfree_generation() if since < 0 else since
+    cdef bint check_signals = _in_main_thread()
+    cdef bint cancelled = False
+    if gil_share <= 0.0:
+        # No held part: one nogil block, checking for a cancel as often as
+        # the other kernels do.
+        with nogil:
+            while left > 0:
+                b = left if left < _CHUNK else _CHUNK
+                left -= _nogil_part(b)
+                if left > 0 and gilfree_generation() != gen:
+                    cancelled = True
+                    break
+                if left > 0 and check_signals:
+                    with gil:
+                        PyErr_CheckSignals()
+        if cancelled:
+            raise Cancelled(n - left)
+        return n - left
+    while left > 0:
+        b = left if left < block else block
+        h = <long long>(b * gil_share + 0.5)
+        f = b - h
+        if h > 0:
+            left -= h - gilfree_spin(h)
+        if f > 0:
+            with nogil:
+                left -= _nogil_part(f)
+        since_check += b
+        if left > 0 and since_check >= _CHUNK:
+            since_check = 0
+            if gilfree_generation() != gen:
+                raise Cancelled(n - left)
+            PyErr_CheckSignals()
+    return n - left
+
+
+cdef inline void _sleep_ns(long long ns) noexcept nogil:
+    cdef timespec ts
+    ts.tv_sec = ns // 1000000000
+    ts.tv_nsec = ns % 1000000000
+    while nanosleep(&ts, &ts) != 0 and errno == EINTR:
+        pass
+
+
+def countdown_io(long long n, int since=-1, double gil_share=0.5, double section_us=50.0):
+    """A countdown whose GIL-free part waits, as a thread blocked on a socket
+    does: it holds the GIL for a known share of its time.
+
+    In each section it counts ``gil_share`` of about ``section_us``
+    microseconds' worth of iterations with the GIL held, then releases the GIL
+    and sleeps. A sleep overshoots what it asks for (timer slack, wake-up), so
+    the waits are timed against the clock and kept on account: each asks for
+    what the waits so far owe to ``held time * (1 - share) / share``, and an
+    overshoot is taken off the next. The share of time the GIL is held is
+    then ``gil_share`` by construction, whatever a wait costs here; only the
+    last section can leave a remainder. Waiting for the GIL back (another
+    thread holds it) is not counted as waiting: like a real socket read, the
+    wait does not shrink because the GIL was busy.
+
+    ``gil_share`` 0 has nothing to wait beside: it counts without the GIL, as
+    ``mixed`` does at 0. The iterations counted are the return value, as for
+    every kernel; the time taken is about ``n / rate / gil_share``.
+    """
+    if gil_share <= 0.0:
+        return countdown_mixed(n, since, 0.0, section_us)
+    cdef long long block = _section_iterations(section_us)
+    cdef long long h = <long long>(block * gil_share + 0.5)
+    cdef long long left = n
+    cdef long long b, t0, t1, t2, since_check = 0
+    cdef double held_ns = 0.0, waited_ns = 0.0, owed
+    cdef double ratio = (1.0 - gil_share) / gil_share
+    cdef int gen = gilfree_generation() if since < 0 else since
+    cdef long old_slack
+    if h <= 0:
+        h = 1
+    old_slack = gilfree_set_slack(1)
+    try:
+        while left > 0:
+            b = left if left < h else h
+            t0 = _monotonic_ns()
+            left -= b - gilfree_spin(b)
+            t1 = _monotonic_ns()
+            held_ns += t1 - t0
+            if left <= 0:
+                break
+            owed = held_ns * ratio - waited_ns
+            if owed > 0.0:
+                with nogil:
+                    t1 = _monotonic_ns()
+                    _sleep_ns(<long long>owed)
+                    t2 = _monotonic_ns()
+                waited_ns += t2 - t1
+            since_check += b
+            if since_check >= _CHUNK // 8 or owed > 0.0:
+                since_check = 0
+                if gilfree_generation() != gen:
+                    raise Cancelled(n - left)
+                PyErr_CheckSignals()
+    finally:
+        if old_slack >= 0:
+            gilfree_set_slack(old_slack)
+    return n - left
+
+
 def spin_unchecked(long long n):
     """Reference loop for benchmarks: one nogil block, no signal or cancel checks.
 

@@ -20,9 +20,15 @@ def _module_name(path: Path) -> str:
     return ".".join(parts)
 
 
+#: The compiled modules written in C, outside the package folder; they
+#: import nothing of gilfree's.
+C_MODULES = {"gilfree._gilstate": PACKAGE.parent / "csrc" / "gilstate.c"}
+
+
 def _modules() -> dict[str, Path]:
-    """Every module of the package, the compiled one (its ``.pyx``) too."""
-    return {_module_name(p): p for p in [*PACKAGE.rglob("*.py"), *PACKAGE.rglob("*.pyx")]}
+    """Every module of the package, the compiled ones (``.pyx``, C) too."""
+    found = {_module_name(p): p for p in [*PACKAGE.rglob("*.py"), *PACKAGE.rglob("*.pyx")]}
+    return {**found, **C_MODULES}
 
 
 def import_graph() -> dict[str, set[str]]:
@@ -31,8 +37,8 @@ def import_graph() -> dict[str, set[str]]:
     modules = _modules()
     graph: dict[str, set[str]] = {name: set() for name in modules}
     for name, path in modules.items():
-        if path.suffix == ".pyx":
-            continue  # Cython: it imports nothing of gilfree's
+        if path.suffix in (".pyx", ".c"):
+            continue  # compiled: they import nothing of gilfree's
         for node in ast.walk(ast.parse(path.read_text())):
             targets: list[str] = []
             if isinstance(node, ast.Import):

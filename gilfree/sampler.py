@@ -1,0 +1,297 @@
+"""The GIL's held share, read from the interpreter's own GIL state.
+
+A native thread (:mod:`gilfree._gilstate`), which holds no Python thread state
+and never asks for the GIL, reads whether the GIL is held at exponentially
+distributed random instants (mean ``interval``, 50 us by default). The share
+of samples that found it held estimates the share of *time* it was held,
+whatever the lengths of the held sections: a 30 us section is seen in
+proportion to its length, where a probe that times its own wait for the GIL
+(:class:`gilfree.GILMeter`) waits no longer than the section it meets and is
+almost blind to it. The interval is a Wilson 95% interval on the samples
+(binomial: samples closer together than the held sections are correlated, so
+it is a floor on the uncertainty of one run, not a promise).
+
+Beside the share, the GIL's own switch counter, read when sampling starts and
+stops, gives its hand-offs between threads per second, and each held sample
+records the thread that held it.
+
+What is read, build by build:
+
+- CPython 3.10, 3.11: ``_PyRuntime.ceval.gil``, the process's one GIL;
+- CPython 3.12, 3.13: the asking interpreter's ``ceval.gil`` (a subinterpreter
+  with its own GIL is read on its own);
+- free-threaded 3.13t run with ``PYTHON_GIL=1``: the same state; with the GIL
+  off the reading says "no GIL" (``held`` is None);
+- a build whose GIL cannot be read (the compiled reader is missing): the
+  wait-based :class:`~gilfree.GILMeter` stands in, and the reading says so
+  (``source``).
+
+>>> from gilfree import GILSampler, countdown
+>>> with GILSampler() as s:
+...     _ = countdown(10**8, kernel="cython-gil")   # holds the GIL throughout
+>>> s.reading().held > 0.9
+True
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from types import ModuleType, TracebackType
+from typing import Any
+
+from gilfree.meter import GILMeter
+
+__all__ = ["DEFAULT_SAMPLE_INTERVAL", "GILSampler", "SamplerReading", "gil_readable", "wilson"]
+
+#: Mean seconds between two samples. Each sample wakes the sampler thread:
+#: about 20,000 wake-ups a second, each a few microseconds of one CPU.
+DEFAULT_SAMPLE_INTERVAL = 50e-6
+
+#: How the reading was taken (:attr:`SamplerReading.source`).
+SOURCE_STATE = "gil state"
+SOURCE_NONE = "no GIL"
+SOURCE_METER = "wait meter"
+
+
+def _reader() -> tuple[ModuleType | None, str]:
+    """The compiled reader, or None and why it cannot be had."""
+    try:
+        from gilfree import _gilstate
+    except ImportError as exc:
+        return None, (
+            f"this build's GIL state cannot be read ({exc}); reinstall gilfree from source "
+            "with a C compiler for CPython's internal headers"
+        )
+    return _gilstate, ""
+
+
+def gil_readable() -> tuple[bool, str]:
+    """Whether this interpreter's GIL state can be read, and if not, why."""
+    reader, why = _reader()
+    return reader is not None, why
+
+
+def wilson(hits: int, total: int, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score interval of a binomial share ``hits / total`` (95%
+    by default); (0, 1) with no trials."""
+    if total <= 0:
+        return (0.0, 1.0)
+    p = hits / total
+    denom = 1 + z * z / total
+    centre = (p + z * z / (2 * total)) / denom
+    half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / denom
+    # At the ends the interval reaches the end exactly (rounding could leave
+    # 1.0 just outside it).
+    lo = 0.0 if hits == 0 else max(0.0, min(p, centre - half))
+    hi = 1.0 if hits == total else min(1.0, max(p, centre + half))
+    return (lo, hi)
+
+
+@dataclass(frozen=True)
+class SamplerReading:
+    """What a :class:`GILSampler` read.
+
+    ``held`` is the share of samples that found the GIL held (0 to 1), None
+    where there is no GIL; ``held_ci`` its 95% interval; ``samples`` how many
+    were taken over ``seconds``; ``handoffs`` and ``handoffs_per_s`` the
+    GIL's changes of holder over that time (None where the build does not
+    count them, or the reading is not from the GIL state); ``holders`` maps a
+    thread ident (0: a thread that had ended when sampling stopped) to the
+    held samples it held. ``source`` says how it was read: ``"gil state"``,
+    ``"no GIL"`` or ``"wait meter"`` (with ``note`` saying why).
+    """
+
+    held: float | None
+    held_ci: tuple[float, float]
+    samples: int
+    seconds: float
+    handoffs: int | None
+    handoffs_per_s: float | None
+    holders: dict[int, int] = field(default_factory=dict)
+    source: str = SOURCE_STATE
+    note: str = ""
+
+    @property
+    def gil(self) -> bool:
+        return self.held is not None
+
+    def short(self) -> str:
+        """``49%``, ``no GIL`` or ``-`` (no samples): for tables."""
+        if self.held is None:
+            return "no GIL"
+        return "-" if self.samples == 0 else f"{self.held:.0%}"
+
+    def __str__(self) -> str:
+        if self.held is None:
+            return "no GIL (free-threaded build, GIL disabled): nothing holds it"
+        lo, hi = self.held_ci
+        text = (
+            f"GIL held {self.held:.1%} [{lo:.1%}, {hi:.1%}] of the time "
+            f"({self.samples:,} samples over {self.seconds:.3f} s"
+        )
+        if self.handoffs_per_s is not None:
+            text += f", {self.handoffs_per_s:,.0f} hand-offs/s"
+        text += ")"
+        if self.source != SOURCE_STATE:
+            text += f" [{self.source}: {self.note}]"
+        return text
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "held": self.held,
+            "held_ci": list(self.held_ci),
+            "samples": self.samples,
+            "seconds": self.seconds,
+            "handoffs": self.handoffs,
+            "handoffs_per_s": self.handoffs_per_s,
+            "source": self.source,
+            "note": self.note,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SamplerReading:
+        lo, hi = data.get("held_ci") or (0.0, 1.0)
+        held = data.get("held")
+        per_s = data.get("handoffs_per_s")
+        return cls(
+            held=None if held is None else float(held),
+            held_ci=(float(lo), float(hi)),
+            samples=int(data.get("samples", 0)),
+            seconds=float(data.get("seconds", 0.0)),
+            handoffs=None if data.get("handoffs") is None else int(data["handoffs"]),
+            handoffs_per_s=None if per_s is None else float(per_s),
+            source=str(data.get("source", SOURCE_STATE)),
+            note=str(data.get("note", "")),
+        )
+
+
+def _check_interval(interval: object) -> float:
+    if not isinstance(interval, (int, float)) or isinstance(interval, bool):
+        raise TypeError(f"interval must be a number of seconds, not {type(interval).__name__}")
+    if not 1e-6 <= interval <= 1.0:  # NaN fails this too
+        raise ValueError(
+            f"interval must be between 1e-06 and 1 second, got {interval!r}; "
+            f"the default is {DEFAULT_SAMPLE_INTERVAL}"
+        )
+    return float(interval)
+
+
+class GILSampler:
+    """Sample the GIL's state while a block of code runs.
+
+    ``with GILSampler() as s: work()``, then ``s.reading()``; or
+    :meth:`start` and :meth:`stop` (which returns the reading). Each sampler
+    runs once.
+
+    Parameters
+    ----------
+    interval
+        Mean seconds between two samples (exponentially distributed, so that
+        the instants cannot fall into step with the work). Default 50 us.
+    seed
+        Seeds the instants (default: from the OS), for a reproducible series.
+    """
+
+    def __init__(self, interval: float = DEFAULT_SAMPLE_INTERVAL, seed: int | None = None) -> None:
+        self.interval = _check_interval(interval)
+        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+            raise TypeError(f"seed must be an int, not {type(seed).__name__}")
+        self._seed = (seed if seed is not None else int.from_bytes(os.urandom(8), "little")) & (
+            2**64 - 1
+        )
+        self._handle: Any = None
+        self._meter: GILMeter | None = None
+        self._reading: SamplerReading | None = None
+        self._started = False
+        self._note = ""
+
+    @property
+    def running(self) -> bool:
+        return self._started and self._reading is None
+
+    def start(self) -> GILSampler:
+        """Start sampling (once per sampler); returns the sampler."""
+        if self._started:
+            raise RuntimeError("a GILSampler can be started once; create a new one")
+        self._started = True
+        reader, why = _reader()
+        if reader is not None and not reader.enabled():
+            self._reading = SamplerReading(
+                held=None,
+                held_ci=(0.0, 0.0),
+                samples=0,
+                seconds=0.0,
+                handoffs=None,
+                handoffs_per_s=None,
+                source=SOURCE_NONE,
+                note="free-threaded build with the GIL disabled",
+            )
+        elif reader is not None:
+            self._handle = reader.start(self.interval, self._seed or 1)
+        else:
+            self._note = why
+            self._meter = GILMeter().start()
+        return self
+
+    def stop(self) -> SamplerReading:
+        """Stop sampling and return the reading (again on later calls)."""
+        if not self._started:
+            raise RuntimeError("the GILSampler was never started")
+        if self._reading is not None:
+            return self._reading
+        if self._meter is not None:
+            got = self._meter.stop()
+            share = got.contention
+            self._reading = SamplerReading(
+                held=share if share is None or not math.isnan(share) else 0.0,
+                held_ci=(0.0, 1.0),
+                samples=got.samples,
+                seconds=got.probed_s,
+                handoffs=None,
+                handoffs_per_s=None,
+                source=SOURCE_METER,
+                note=self._note,
+            )
+            return self._reading
+        from gilfree import _gilstate
+
+        raw = _gilstate.stop(self._handle)
+        self._handle = None
+        samples, held = int(raw["samples"]), int(raw["held"])
+        seconds = float(raw["seconds"])
+        self._reading = SamplerReading(
+            held=held / samples if samples else 0.0,
+            held_ci=wilson(held, samples),
+            samples=samples,
+            seconds=seconds,
+            handoffs=int(raw["switches"]),
+            handoffs_per_s=raw["switches"] / seconds if seconds > 0 else 0.0,
+            holders={int(k): int(v) for k, v in raw["holders"].items()},
+        )
+        return self._reading
+
+    def reading(self) -> SamplerReading:
+        """The reading of a stopped sampler (stop it first, or leave the
+        ``with`` block)."""
+        if self._reading is None:
+            raise RuntimeError("stop the GILSampler (or leave its with block) before reading it")
+        return self._reading
+
+    def __enter__(self) -> GILSampler:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        if self._reading is not None:
+            return f"<GILSampler stopped: {self._reading.short()}>"
+        state = "running" if self._started else "not started"
+        return f"<GILSampler {state}, mean interval {self.interval * 1e6:g} us>"
