@@ -16,6 +16,29 @@ if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+#: Parametrized cases that go to the slow tier, by test name and the
+#: parameters that move it: each behaviour keeps a quick case. A Dask cell
+#: starts a local cluster (about half a second): one worker count of each
+#: kernel stays quick (2, where the workers run side by side), 1 and 3 are slow.
+SLOW_CASES = {"test_every_kernel_on_every_backend": {"backend": "dask", "workers": (1, 3)}}
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m selects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        moved = SLOW_CASES.get(getattr(item, "originalname", ""))
+        spec = getattr(item, "callspec", None)
+        if not moved or spec is None:
+            continue
+        params = spec.params
+        backend = params.get("backend")
+        if (
+            getattr(backend, "name", backend) == moved["backend"]
+            and params.get("workers") in moved["workers"]
+        ):
+            item.add_marker(pytest.mark.slow)
+
+
 def pytest_runtest_setup(item: pytest.Item) -> None:
     """``needs_gil`` tests check what the GIL does: where it is off (a
     free-threaded build), they skip, saying how to run them there."""
@@ -75,12 +98,15 @@ def threads_settle_to(count: int, timeout: float = 10.0) -> list[object]:
     return alive
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def fewer_rounds(monkeypatch: pytest.MonkeyPatch) -> None:
-    """At most 10 rounds a cell here: these tests check what a command or a
-    check reports, not how precise it is, and every round of an interpreters
-    cell creates subinterpreters, whose memory CPython 3.12 and 3.13 never
-    give back (python/cpython#110411)."""
+    """At most 10 rounds a cell by default, in every test of this process:
+    the tests check what a command or a check reports, not how precise it
+    is, and a cell the host's noise keeps from its precision target would run
+    all 30 (a 2 x 12 ms cell took 2.8 s). The rules that add rounds are
+    tested with explicit limits (tests/test_rounds.py). Every round of an
+    interpreters cell also creates subinterpreters, whose memory CPython 3.12
+    and 3.13 never give back (python/cpython#110411)."""
     import gilfree.plan
 
     monkeypatch.setattr(gilfree.plan, "DEFAULT_MAX_ROUNDS", 10)

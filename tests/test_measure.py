@@ -9,6 +9,7 @@ import sys
 import pytest
 
 import gilfree
+import gilfree.plan
 from gilfree.measure import Result, calibrate, chunks_for, context, run, sweep
 from gilfree.report import classic_summary, table, to_json, verdicts, write_json
 
@@ -93,7 +94,8 @@ def test_sweep_calls_progress_before_every_round() -> None:
     )
     # Fixed rounds: two per worker count, each announced once.
     assert [label.split(":")[0] for label, _ in calls] == ["python x1"] * 2 + ["python x2"] * 2
-    assert {steps for _, steps in calls} == {2 * 30}  # the most rounds there can be
+    # The most rounds there can be (the limit this suite sets, see conftest).
+    assert {steps for _, steps in calls} == {2 * gilfree.plan.DEFAULT_MAX_ROUNDS}
     assert all(r.rounds == 2 and r.stopped == "fixed rounds" for r in results)
 
 
