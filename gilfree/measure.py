@@ -63,6 +63,7 @@ from gilfree.results import (
     context,
     median_ci,
 )
+from gilfree.sampler import GILSampler, SamplerReading, armed
 
 __all__ = [
     "MAX_WORKERS",
@@ -220,6 +221,8 @@ class _Track:
         self.error: BaseException | None = None
         self.warm: list[RunTiming] = []
         self.gil: GILReading | None = None
+        #: The GIL sampler's readings of this track's timed runs.
+        self.readings: list[SamplerReading] = []
         self.setup_s = 0.0
         self.done = False  # no more rounds needed
         # Per round, in the group's round numbering: the run, or None.
@@ -232,12 +235,19 @@ class _Track:
     def fail(self, status: Status, reason: str, error: BaseException | None = None) -> None:
         self.status, self.reason, self.error = status, reason, error
 
-    def run(self, metered: bool = False) -> RunTiming:
+    def run(self, metered: bool = False, sampled: bool = False) -> RunTiming:
         """One run, stopped past the timeout; raises what the backend raises.
 
         The timeout bounds each run, not the cell: how many rounds a cell
         gets is the time budget's business, and a timeout is there to stop a
-        run that hangs or runs away."""
+        run that hangs or runs away. ``sampled``: the GIL sampler reads this
+        run (it never takes the GIL, so the run is timed as any other)."""
+        if sampled:
+            with armed(GILSampler()) as sampler:
+                timing = self.run(metered)
+            if sampler._started:  # the backend set the window
+                self.readings.append(sampler.reading())
+            return timing
         deadline = None if self.timeout is None else time.monotonic() + self.timeout
         if metered:
             timing = self.backend.metered_run(
@@ -299,11 +309,13 @@ class _Group:
                 if cell.kernel is track.kernel and cell.live:
                     cell.fail(status, f"its serial baseline: {why}", exc)
 
-    def _attempt(self, track: _Track, metered: bool = False) -> RunTiming | None:
+    def _attempt(
+        self, track: _Track, metered: bool = False, sampled: bool = False
+    ) -> RunTiming | None:
         """One run of ``track``, or None when it failed (recorded, or raised
         with ``errors="raise"``)."""
         try:
-            return track.run(metered)
+            return track.run(metered, sampled)
         except (WorkerError, RunTimeout, UnsupportedError) as exc:
             if track.role == "capacity":
                 # A reference, not a cell: without it the shares are unknown.
@@ -423,13 +435,29 @@ class _Group:
                     continue
                 if track.role == "capacity" and self.capacity is None:
                     continue  # the capacity pair was dropped earlier in this round
-                timing = self._attempt(track)
+                timing = self._attempt(track, sampled=self._to_sample(track))
                 if timing is not None:
                     track.rounds[self.round] = timing
         self.round += 1
         for cell in self.cells:
             if cell.live and not cell.done:
                 cell.done = self._settled(cell)
+
+    def _to_sample(self, track: _Track) -> bool:
+        """Whether the GIL sampler reads the timed runs of ``track``: those of
+        every cell whose workers share this interpreter's GIL (threads), and
+        those of the serial run of their kernel, which read the share of its
+        time one worker holds the GIL when it runs alone. Its readings of
+        all rounds are pooled: more samples, and no round's timing is
+        singled out. (It never takes the GIL; its cost is benchmarked.)"""
+        if track.role == "capacity":
+            return False
+        if track.role == "cell":
+            return track.backend.gil_meter == "shared"
+        return any(
+            c.kernel is track.kernel and c.backend.gil_meter == "shared" and c.live
+            for c in self.cells
+        )
 
     def _settled(self, cell: _Track) -> bool:
         """Enough rounds for ``cell``. With a precision asked for: at least
@@ -490,6 +518,8 @@ class _Group:
             warmups=tuple(cell.warm),
             baseline_s=tuple(base_s),
             gil=cell.gil,
+            gil_alone=_pooled(serial.readings) if cell.readings else None,
+            gil_parallel=_pooled(cell.readings),
             cell_setup_s=cell.setup_s,
             baseline_cpu_s=tuple(base_cpu),
             serial_first=tuple(first),
@@ -504,6 +534,10 @@ class _Group:
 
     def results(self, stopped: str = "") -> list[Result]:
         return [self.result(c, stopped) for c in self.cells]
+
+
+def _pooled(readings: list[SamplerReading]) -> SamplerReading | None:
+    return SamplerReading.pooled(readings) if readings else None
 
 
 def measure(

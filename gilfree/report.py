@@ -29,6 +29,7 @@ from gilfree.results import (
     to_json,
     write_json,
 )
+from gilfree.sampler import SOURCE_STATE, SamplerReading
 
 __all__ = [
     "PLOT_FORMATS",
@@ -191,6 +192,7 @@ def _compact(results: Sequence[Result], title: str | None) -> Table:
 
 #: :func:`cell_mark`'s words for the verdicts of a threads cell.
 _MARKS = {
+    "holds the GIL": "partly",
     "threads help": "helps",
     "GIL-bound": "GIL-bound",
     "partly parallel": "partly",
@@ -304,6 +306,16 @@ def verdict(results: Sequence[Result], kernel: str) -> str:
             f"inconclusive: the serial run takes {threads.baseline_median_s * 1e6:.1f} us, too "
             "short to measure parallelism; raise -n or --seconds"
         )
+    alone = threads.gil_alone
+    if (
+        threads.context.gil_enabled
+        and ideal > 1
+        and alone is not None
+        and alone.held is not None
+        and alone.source == SOURCE_STATE
+        and alone.samples >= MIN_SAMPLES
+    ):
+        return _from_readings(threads, alone, speed, others, host_parallel=_host_parallel(threads))
     if math.isnan(s):
         return (
             "inconclusive: every round of threads was faster than its busy CPUs allow "
@@ -369,10 +381,87 @@ def verdict(results: Sequence[Result], kernel: str) -> str:
     return "; ".join([line, *advice])
 
 
+#: The held share of one worker alone (read from the GIL's state) decides
+#: the verdict: its whole 95% interval at or above this is GIL-bound...
+GIL_BOUND_FROM = 0.9
+#: ...at or below this, the GIL is free (threads help, or something else
+#: limits them); in between, the function holds the GIL that share of its time.
+GIL_FREE_UP_TO = 0.1
+#: Fewer samples than this (a run of a few milliseconds) leave the verdict to
+#: the timings.
+MIN_SAMPLES = 100
+#: With the GIL free, threads that kept fewer than this share of their CPUs
+#: busy, on a host that showed it can run that many processes in parallel,
+#: are limited by something other than the GIL.
+BUSY_SHARE_BELOW = 0.6
+
+
+def _host_parallel(threads: Result) -> bool:
+    """The host showed it could run the cell's workers in parallel in the
+    same rounds (or its capacity was not measured)."""
+    return math.isnan(threads.capacity_speedup) or threads.capacity_ci()[0] > NO_GAIN
+
+
+def _held_words(reading: SamplerReading) -> str:
+    lo, hi = reading.held_ci
+    return f"{reading.held:.0%} [{lo:.0%}, {hi:.0%}] of its time alone"
+
+
+def _from_readings(
+    threads: Result, alone: SamplerReading, speed: str, others: list[str], *, host_parallel: bool
+) -> str:
+    """The verdict from readings taken inside the runs: the share of its time
+    one worker holds the GIL decides the word; the busy CPUs of the parallel
+    run tell a free GIL that threads use from one something else serialises;
+    the wall-clock speedup is the magnitude on this host."""
+    lo, hi = alone.held_ci
+    held = alone.held or 0.0
+    w = threads.workers
+    ideal = min(w, threads.context.cpus_available)
+    busy = threads.busy_cpus
+    handoffs = threads.handoffs_per_s
+    extra = f", {handoffs:,.0f} GIL hand-offs/s" if handoffs is not None and handoffs >= 1 else ""
+    if math.isnan(threads.speedup):
+        speed = "kept no round (each was faster than its busy CPUs allow)"
+    elif threads.flagged:
+        extra += (
+            f"; {threads.excluded_rounds} of {threads.rounds} rounds were left out of the "
+            "speedup (the host changed speed)"
+        )
+    if lo >= GIL_BOUND_FROM:
+        line = f"GIL-bound: it holds the GIL {_held_words(alone)}; threads {speed}{extra}"
+        return "; ".join([line, *others, "or release the GIL in the hot loop"])
+    if hi <= GIL_FREE_UP_TO:
+        held_words = f"it holds the GIL {_held_words(alone)}"
+        lo_s = threads.speedup_ci()[0]
+        if busy >= (1 - BUSY_SHARE_BELOW / 2) * ideal or lo_s > NO_GAIN:
+            return f"threads help: {held_words}; threads {speed}{extra}"
+        if host_parallel and busy < BUSY_SHARE_BELOW * ideal:
+            line = (
+                f"limited elsewhere: {held_words}, yet {w} threads kept {busy:.2f} CPUs busy "
+                f"({speed}){extra}"
+            )
+            return "; ".join(
+                [line, *others, "look at locks, CPUs, memory bandwidth or a busy machine"]
+            )
+        return (
+            f"inconclusive: {held_words}, but this host could not show parallelism just now "
+            f"(threads {speed}); a quieter machine would settle it"
+        )
+    bound = 1 / held if held > 0 else float("inf")
+    line = (
+        f"holds the GIL {held:.0%} [{lo:.0%}, {hi:.0%}] of its time alone, so threads can "
+        f"reach at most {bound:.2f}x (the GIL's bound); threads {speed}{extra}"
+    )
+    return "; ".join([line, *others])
+
+
 def verdict_word(results: Sequence[Result], kernel: str) -> str:
     """The first word(s) of :func:`verdict`: ``threads help``, ``GIL-bound``,
-    ``partly parallel``, ``limited elsewhere``, ``inconclusive``, ``no GIL``..."""
-    return verdict(results, kernel).split(":", 1)[0]
+    ``holds the GIL``, ``partly parallel``, ``limited elsewhere``,
+    ``inconclusive``, ``no GIL``..."""
+    word = verdict(results, kernel).split(":", 1)[0]
+    return "holds the GIL" if word.startswith("holds the GIL") else word
 
 
 def build_labels(results: Sequence[Result]) -> list[str]:

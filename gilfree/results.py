@@ -27,6 +27,7 @@ from typing import Any, Literal
 from gilfree.backends import RunTiming
 from gilfree.meter import GILReading
 from gilfree.plan import Scaling
+from gilfree.sampler import SamplerReading
 
 __all__ = [
     "FORMAT",
@@ -366,6 +367,12 @@ class Result:
     #: One thread's time on this build against the first build named with
     #: ``--python``, measured in the same run; None with one build.
     thread_cost: ThreadCost | None = None
+    #: The GIL sampler's reading of the serial run of this cell's kernel (one
+    #: worker alone) and of its first parallel run, for cells whose workers
+    #: share this interpreter's GIL (threads); None elsewhere and in files
+    #: saved before gilfree 0.3.
+    gil_alone: SamplerReading | None = None
+    gil_parallel: SamplerReading | None = None
 
     @property
     def ok(self) -> bool:
@@ -464,6 +471,26 @@ class Result:
         if not self.runs or self.median_s <= 0:
             return float("nan")
         return self.cpu_median_s / self.median_s
+
+    @property
+    def gil_held(self) -> float | None:
+        """The share of its time one worker holds the GIL when it runs alone
+        (0 to 1), read from the GIL's state; None where it was not read or
+        there is no GIL."""
+        return None if self.gil_alone is None else self.gil_alone.held
+
+    @property
+    def gil_held_ci(self) -> tuple[float, float] | None:
+        """The 95% interval of :attr:`gil_held`, where it was read."""
+        if self.gil_alone is None or self.gil_alone.held is None:
+            return None
+        return self.gil_alone.held_ci
+
+    @property
+    def handoffs_per_s(self) -> float | None:
+        """The GIL's hand-offs between threads per second in the parallel
+        run, where the build counts them."""
+        return None if self.gil_parallel is None else self.gil_parallel.handoffs_per_s
 
     @property
     def contention(self) -> float | None:
@@ -670,6 +697,8 @@ class Result:
                 thread_cost=None
                 if data.get("thread_cost") is None
                 else ThreadCost(**data["thread_cost"]),
+                gil_alone=_sampled_from(data.get("gil_alone")),
+                gil_parallel=_sampled_from(data.get("gil_parallel")),
             )
         except KeyError as exc:
             raise ValueError(f"not a gilfree cell: it has no {exc.args[0]!r}") from None
@@ -706,6 +735,8 @@ class Result:
             "share": self.share,
             "share_ci95": {"low": share_low, "high": share_high},
             "contention": self.contention,
+            "gil_held": self.gil_held,
+            "handoffs_per_s": self.handoffs_per_s,
             "warnings": self.warnings,
         }
         return data
@@ -758,6 +789,10 @@ def _run_from(data: dict[str, Any]) -> RunTiming:
         gil=_gil_from(data.get("gil")),
         span_from=data.get("span_from", "shared clock"),
     )
+
+
+def _sampled_from(data: dict[str, Any] | None) -> SamplerReading | None:
+    return None if data is None else SamplerReading.from_dict(data)
 
 
 def _gil_from(data: dict[str, Any] | None) -> GILReading | None:

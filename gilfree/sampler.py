@@ -35,15 +35,26 @@ True
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from types import ModuleType, TracebackType
 from typing import Any
 
 from gilfree.meter import GILMeter
 
-__all__ = ["DEFAULT_SAMPLE_INTERVAL", "GILSampler", "SamplerReading", "gil_readable", "wilson"]
+__all__ = [
+    "DEFAULT_SAMPLE_INTERVAL",
+    "GILSampler",
+    "SamplerReading",
+    "armed",
+    "gil_readable",
+    "wilson",
+    "window_start",
+    "window_stop",
+]
 
 #: Mean seconds between two samples. Each sample wakes the sampler thread:
 #: about 20,000 wake-ups a second, each a few microseconds of one CPU.
@@ -138,6 +149,33 @@ class SamplerReading:
             text += f" [{self.source}: {self.note}]"
         return text
 
+    @classmethod
+    def pooled(cls, readings: list[SamplerReading]) -> SamplerReading:
+        """Several readings of the same work (one per round) as one: samples,
+        held samples, hand-offs and seconds added up."""
+        if not readings:
+            raise ValueError("no readings to pool")
+        if any(r.held is None or r.source != SOURCE_STATE for r in readings):
+            return readings[-1]  # no GIL, or the stand-in meter's: nothing to add up
+        samples = sum(r.samples for r in readings)
+        held = sum(round((r.held or 0.0) * r.samples) for r in readings)
+        seconds = sum(r.seconds for r in readings)
+        counted = [r.handoffs for r in readings]
+        handoffs = None if any(h is None for h in counted) else sum(h or 0 for h in counted)
+        holders: dict[int, int] = {}
+        for r in readings:
+            for ident, count in r.holders.items():
+                holders[ident] = holders.get(ident, 0) + count
+        return cls(
+            held=held / samples if samples else 0.0,
+            held_ci=wilson(held, samples),
+            samples=samples,
+            seconds=seconds,
+            handoffs=handoffs,
+            handoffs_per_s=None if handoffs is None or seconds <= 0 else handoffs / seconds,
+            holders=holders,
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "held": self.held,
@@ -146,6 +184,7 @@ class SamplerReading:
             "seconds": self.seconds,
             "handoffs": self.handoffs,
             "handoffs_per_s": self.handoffs_per_s,
+            "holders": dict(self.holders),
             "source": self.source,
             "note": self.note,
         }
@@ -162,6 +201,7 @@ class SamplerReading:
             seconds=float(data.get("seconds", 0.0)),
             handoffs=None if data.get("handoffs") is None else int(data["handoffs"]),
             handoffs_per_s=None if per_s is None else float(per_s),
+            holders={int(k): int(v) for k, v in (data.get("holders") or {}).items()},
             source=str(data.get("source", SOURCE_STATE)),
             note=str(data.get("note", "")),
         )
@@ -295,3 +335,42 @@ class GILSampler:
             return f"<GILSampler stopped: {self._reading.short()}>"
         state = "running" if self._started else "not started"
         return f"<GILSampler {state}, mean interval {self.interval * 1e6:g} us>"
+
+
+# ------------------------------------------------------- a run's exact window
+
+#: The sampler armed for the next run (at most one: the engine measures one
+#: run at a time). A backend starts it where its workers start counting and
+#: stops it where the last one ends, so that setting up and tearing down the
+#: run (thread starts, a watch) does not count as the work's holding.
+_armed: list[GILSampler] = []
+
+
+@contextlib.contextmanager
+def armed(sampler: GILSampler) -> Iterator[GILSampler]:
+    """Arm ``sampler`` for the run made inside the block: the backends that
+    know where their workers' work starts and ends (serial, threads) start
+    and stop it there through :func:`window_start` and :func:`window_stop`.
+    It is stopped at the end of the block whatever happened; a sampler never
+    started means the backend sets no window (no reading)."""
+    _armed.append(sampler)
+    try:
+        yield sampler
+    finally:
+        _armed.remove(sampler)
+        if sampler.running:
+            sampler.stop()
+
+
+def window_start() -> None:
+    """Start the armed sampler, if any (called by a backend as its workers
+    are released to count)."""
+    if _armed and not _armed[-1]._started:
+        _armed[-1].start()
+
+
+def window_stop() -> None:
+    """Stop the armed sampler, if it runs (called by a backend as its last
+    worker ends)."""
+    if _armed and _armed[-1].running:
+        _armed[-1].stop()

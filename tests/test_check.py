@@ -58,7 +58,7 @@ def test_a_function_that_releases_the_gil_gets_threads_help() -> None:
     assert threads.ok and threads.speedup > 1.6
     assert threads.contention is not None and threads.contention < 0.1
     assert report.verdict.startswith("threads help: ")
-    assert "GIL contention" in report.verdict
+    assert "it holds the GIL 0%" in report.verdict  # read from the GIL state
     assert 0.09 < report.serial_call_s < 0.2
 
 

@@ -11,7 +11,16 @@ import pytest
 import gilfree
 import gilfree.plan
 from gilfree.measure import Result, calibrate, chunks_for, context, run, sweep
-from gilfree.report import classic_summary, table, to_json, verdicts, write_json
+from gilfree.report import (
+    classic_summary,
+    table,
+    to_json,
+    verdict,
+    verdict_word,
+    verdicts,
+    write_json,
+)
+from gilfree.sampler import SamplerReading, wilson
 
 
 @pytest.mark.parametrize(("n", "workers"), [(0, 1), (1, 3), (10, 3), (7, 7), (10**12 + 1, 4)])
@@ -187,13 +196,19 @@ def fake(
     cpus: int = 2,
     busy: float | None = None,
     capacity: float | list[float] | None = None,
+    held: float | None = None,
+    samples: int = 10_000,
+    handoffs_per_s: float | None = None,
 ) -> Result:
     """A result with chosen timings (and GIL reading), to test the verdict rules exactly.
 
     ``speedup`` may be one value or one per round. With ``busy``, every round
     carries CPU readings (the serial run keeps one CPU busy, the parallel run
     ``busy``), so the consistency check applies; ``capacity`` adds the host's
-    capacity pairs (one value for every round, or one per round)."""
+    capacity pairs (one value for every round, or one per round). ``held``:
+    the GIL sampler read one worker alone holding the GIL that share of its
+    time (from ``samples`` samples), and the parallel run hand the GIL over
+    ``handoffs_per_s`` times a second."""
     from dataclasses import replace
 
     from gilfree._worker import WorkerStamp
@@ -232,6 +247,20 @@ def fake(
             context(), gil_enabled=gil_enabled, cpu_count=cpus, cpu_affinity=tuple(range(cpus))
         ),
         gil=gil,
+        gil_alone=None if held is None else _reading(held, samples),
+        gil_parallel=None if held is None else _reading(held, samples, handoffs_per_s),
+    )
+
+
+def _reading(held: float, samples: int, handoffs_per_s: float | None = None) -> SamplerReading:
+    hits = round(held * samples)
+    return SamplerReading(
+        held=hits / samples,
+        held_ci=wilson(hits, samples),
+        samples=samples,
+        seconds=1.0,
+        handoffs=None if handoffs_per_s is None else round(handoffs_per_s),
+        handoffs_per_s=handoffs_per_s,
     )
 
 
@@ -288,3 +317,61 @@ def test_a_cell_with_every_round_left_out_shows_a_dash_not_nan() -> None:
         console.print(table([r], "t", wide=wide))
         text = console.export_text()
         assert "nan" not in text and " - " in text
+
+
+# ------------------------------------------- verdicts from readings inside runs
+
+
+def test_the_held_share_decides_the_word_whatever_the_speedup() -> None:
+    # The host's speed cannot move the word: a GIL-bound function reads
+    # GIL-bound at 0.76x and at 1.55x (back-to-back pairs wander that much).
+    for speedup in (0.76, 1.0, 1.55):
+        bound = fake("python", "threads", speedup, busy=1.0, held=0.99)
+        line = verdict([bound], "python")
+        assert line.startswith("GIL-bound: it holds the GIL 99% ["), line
+    # A function that holds the GIL about half its time in short sections
+    # (the chunked hashing loop) reads its share, never "GIL free".
+    half = fake("realwork:chunked", "threads", 1.03, busy=1.11, held=0.49, handoffs_per_s=5100)
+    line = verdict([half], "realwork:chunked")
+    assert line.startswith("holds the GIL 49% ["), line
+    assert "at most 2.04x (the GIL's bound)" in line and "5,100 GIL hand-offs/s" in line
+    assert verdict_word([half], "realwork:chunked") == "holds the GIL"
+
+
+def test_a_free_gil_helps_or_names_what_else_limits_the_threads() -> None:
+    helps = fake("cython-nogil", "threads", 1.9, busy=1.9, held=0.0, capacity=1.95)
+    assert verdict([helps], "cython-nogil").startswith("threads help: it holds the GIL 0% [")
+    # Sleeping work keeps no CPU busy, yet runs in parallel: the speedup says so.
+    sleeps = fake("userfuncs:nap", "threads", 2.0, held=0.0, capacity=1.95)
+    assert verdict_word([sleeps], "userfuncs:nap") == "threads help"
+    # The GIL is free, the host could run two processes, yet the threads kept
+    # one CPU busy: something else serialises them.
+    locked = fake("userfuncs:locked", "threads", 1.0, busy=1.0, held=0.02, capacity=1.95)
+    line = verdict([locked], "userfuncs:locked")
+    assert line.startswith("limited elsewhere: it holds the GIL 2% ["), line
+    assert "kept 1.00 CPUs busy" in line
+    # The same, on a host that could not run two processes in parallel either:
+    # nothing can be said of the threads.
+    busy_host = fake("cython-nogil", "threads", 1.0, busy=1.0, held=0.0, capacity=1.02)
+    assert verdict_word([busy_host], "cython-nogil") == "inconclusive"
+
+
+def test_too_few_samples_leave_the_word_to_the_timings() -> None:
+    few = fake("python", "threads", 1.02, contention=0.93, held=1.0, samples=20)
+    assert verdict([few], "python").startswith("GIL-bound: threads 1.02x")  # the old rule
+
+
+def test_rounds_the_host_inflated_are_named_but_do_not_move_the_word() -> None:
+    r = fake("python", "threads", [1.0, 1.6, 1.7, 1.8], busy=1.0, held=0.99)
+    assert r.flagged
+    line = verdict([r], "python")
+    assert line.startswith("GIL-bound:") and "rounds were left out" in line
+
+
+def test_a_saved_cell_keeps_its_readings() -> None:
+    r = fake("python", "threads", 1.0, busy=1.0, held=0.97, handoffs_per_s=200.0)
+    back = Result.from_dict(json.loads(json.dumps(r.to_dict())))
+    assert back.gil_held == r.gil_held and back.gil_held_ci == r.gil_held_ci
+    assert back.handoffs_per_s == 200.0 and back.busy_cpus == r.busy_cpus
+    derived = r.to_dict()["derived"]
+    assert derived["gil_held"] == r.gil_held and derived["handoffs_per_s"] == 200.0

@@ -24,6 +24,7 @@ from gilfree.backends._base import (
     _until,
 )
 from gilfree.kernels import Kernel
+from gilfree.sampler import window_start, window_stop
 
 __all__ = ["SerialBackend"]
 
@@ -44,9 +45,11 @@ class SerialBackend(Backend):
         with Watch(deadline, lambda _: running.stop(), signals=False) as watch:
             try:
                 with running.kernel(interrupt=not kernel.cancellable):
+                    window_start()
                     t0 = time.perf_counter_ns()
                     stamps = [timed(kernel, n) for n in chunks]
                     t_done = time.perf_counter_ns()
+                    window_stop()
             except Cancelled as exc:
                 if watch.expired:
                     raise _overran(deadline) from exc
@@ -69,6 +72,7 @@ class SerialBackend(Backend):
                     t0 = time.perf_counter_ns()
                     stamps = [timed(kernel, n, since) for n in chunks]
                     outcome.append((t0, time.perf_counter_ns(), stamps))
+                    window_stop()
             except BaseException as exc:
                 outcome.append(exc)
 
@@ -76,6 +80,7 @@ class SerialBackend(Backend):
         # Ctrl-C or the deadline: the watch bumps the cancel generation
         # (compiled kernels); stop an interpreted loop too.
         with Watch(deadline, lambda _: running.stop()) as watch:
+            window_start()
             thread.start()
             try:
                 thread.join(_until(deadline + STOP_GRACE_S))

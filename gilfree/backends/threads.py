@@ -19,6 +19,7 @@ from gilfree.backends._base import (
     _until,
 )
 from gilfree.kernels import Kernel
+from gilfree.sampler import window_start, window_stop
 
 __all__ = ["ThreadsBackend"]
 
@@ -69,6 +70,7 @@ class ThreadsBackend(Backend):
             try:
                 for t in threads:
                     t.start()
+                window_start()
                 start_line.wait()
                 t_ready = time.perf_counter_ns()
                 for t in threads:
@@ -76,6 +78,7 @@ class ThreadsBackend(Backend):
                     # a worker blocked in C must not hang the caller.
                     t.join(None if deadline is None else _until(deadline + STOP_GRACE_S))
                 t_done = time.perf_counter_ns()
+                window_stop()
             except BaseException as exc:
                 # Interrupted, past the deadline, or a thread failed to start.
                 start_line.abort()
