@@ -18,9 +18,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _machine import describe
-from test_honesty import NUMPY_LANES, main_thread_share, sigint_latency
+from test_honesty import main_thread_share, sigint_latency
 
 from gilfree import KERNELS
+from gilfree._pykernels import NUMPY_LANES
 from gilfree.measure import calibrate
 
 

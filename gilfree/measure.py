@@ -63,7 +63,7 @@ from gilfree.results import (
     context,
     median_ci,
 )
-from gilfree.sampler import GILSampler, SamplerReading, armed
+from gilfree.sampler import GILSampler, HandoffCounter, Handoffs, SamplerReading, armed
 
 __all__ = [
     "MAX_WORKERS",
@@ -221,8 +221,10 @@ class _Track:
         self.error: BaseException | None = None
         self.warm: list[RunTiming] = []
         self.gil: GILReading | None = None
-        #: The GIL sampler's readings of this track's timed runs.
+        #: The GIL sampler's readings of this track's timed runs (a serial
+        #: run), or the GIL's hand-offs in them (a cell).
         self.readings: list[SamplerReading] = []
+        self.handoffs: list[Handoffs] = []
         self.setup_s = 0.0
         self.done = False  # no more rounds needed
         # Per round, in the group's round numbering: the run, or None.
@@ -242,11 +244,19 @@ class _Track:
         gets is the time budget's business, and a timeout is there to stop a
         run that hangs or runs away. ``sampled``: the GIL sampler reads this
         run (it never takes the GIL, so the run is timed as any other)."""
-        if sampled:
+        if sampled and self.role == "serial":
             with armed(GILSampler()) as sampler:
                 timing = self.run(metered)
             if sampler._started:  # the backend set the window
                 self.readings.append(sampler.reading())
+            return timing
+        if sampled:
+            # Every CPU may be busy here: count hand-offs, which takes no thread.
+            with armed(HandoffCounter()) as counter:
+                timing = self.run(metered)
+            count = counter.reading() if counter._started else None
+            if count is not None:
+                self.handoffs.append(count)
             return timing
         deadline = None if self.timeout is None else time.monotonic() + self.timeout
         if metered:
@@ -444,12 +454,13 @@ class _Group:
                 cell.done = self._settled(cell)
 
     def _to_sample(self, track: _Track) -> bool:
-        """Whether the GIL sampler reads the timed runs of ``track``: those of
-        every cell whose workers share this interpreter's GIL (threads), and
-        those of the serial run of their kernel, which read the share of its
-        time one worker holds the GIL when it runs alone. Its readings of
-        all rounds are pooled: more samples, and no round's timing is
-        singled out. (It never takes the GIL; its cost is benchmarked.)"""
+        """Whether the GIL is read in the timed runs of ``track``: the serial
+        run of a kernel that has a cell whose workers share this
+        interpreter's GIL (threads) is sampled, which reads the share of its
+        time one worker holds the GIL alone (the sampler's thread then has a
+        CPU of its own: it costs the work about 0.1%); the parallel runs of
+        such a cell count the GIL's hand-offs. Readings of all rounds are
+        pooled: more samples, and no round is singled out."""
         if track.role == "capacity":
             return False
         if track.role == "cell":
@@ -518,8 +529,8 @@ class _Group:
             warmups=tuple(cell.warm),
             baseline_s=tuple(base_s),
             gil=cell.gil,
-            gil_alone=_pooled(serial.readings) if cell.readings else None,
-            gil_parallel=_pooled(cell.readings),
+            gil_alone=_pooled(serial.readings) if cell.handoffs else None,
+            gil_handoffs=Handoffs.pooled(cell.handoffs) if cell.handoffs else None,
             cell_setup_s=cell.setup_s,
             baseline_cpu_s=tuple(base_cpu),
             serial_first=tuple(first),

@@ -27,7 +27,7 @@ from typing import Any, Literal
 from gilfree.backends import RunTiming
 from gilfree.meter import GILReading
 from gilfree.plan import Scaling
-from gilfree.sampler import SamplerReading
+from gilfree.sampler import Handoffs, SamplerReading
 
 __all__ = [
     "FORMAT",
@@ -367,12 +367,12 @@ class Result:
     #: One thread's time on this build against the first build named with
     #: ``--python``, measured in the same run; None with one build.
     thread_cost: ThreadCost | None = None
-    #: The GIL sampler's reading of the serial run of this cell's kernel (one
-    #: worker alone) and of its first parallel run, for cells whose workers
-    #: share this interpreter's GIL (threads); None elsewhere and in files
-    #: saved before gilfree 0.3.
+    #: For cells whose workers share this interpreter's GIL (threads): the
+    #: GIL sampler's reading of the serial runs of this cell's kernel (one
+    #: worker alone), and the GIL's hand-offs in its parallel runs, pooled
+    #: over rounds; None elsewhere and in files saved before gilfree 0.3.
     gil_alone: SamplerReading | None = None
-    gil_parallel: SamplerReading | None = None
+    gil_handoffs: Handoffs | None = None
 
     @property
     def ok(self) -> bool:
@@ -490,7 +490,7 @@ class Result:
     def handoffs_per_s(self) -> float | None:
         """The GIL's hand-offs between threads per second in the parallel
         run, where the build counts them."""
-        return None if self.gil_parallel is None else self.gil_parallel.handoffs_per_s
+        return None if self.gil_handoffs is None else self.gil_handoffs.per_s
 
     @property
     def contention(self) -> float | None:
@@ -698,7 +698,9 @@ class Result:
                 if data.get("thread_cost") is None
                 else ThreadCost(**data["thread_cost"]),
                 gil_alone=_sampled_from(data.get("gil_alone")),
-                gil_parallel=_sampled_from(data.get("gil_parallel")),
+                gil_handoffs=None
+                if data.get("gil_handoffs") is None
+                else Handoffs.from_dict(data["gil_handoffs"]),
             )
         except KeyError as exc:
             raise ValueError(f"not a gilfree cell: it has no {exc.args[0]!r}") from None

@@ -38,16 +38,19 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from types import ModuleType, TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
-from gilfree.meter import GILMeter
+from gilfree.meter import GILMeter, gil_enabled
 
 __all__ = [
     "DEFAULT_SAMPLE_INTERVAL",
     "GILSampler",
+    "HandoffCounter",
+    "Handoffs",
     "SamplerReading",
     "armed",
     "gil_readable",
@@ -246,6 +249,7 @@ class GILSampler:
         self._reading: SamplerReading | None = None
         self._started = False
         self._note = ""
+        self._no_gil: SamplerReading | None = None
 
     @property
     def running(self) -> bool:
@@ -257,8 +261,8 @@ class GILSampler:
             raise RuntimeError("a GILSampler can be started once; create a new one")
         self._started = True
         reader, why = _reader()
-        if reader is not None and not reader.enabled():
-            self._reading = SamplerReading(
+        if not gil_enabled() or (reader is not None and not reader.enabled()):
+            self._no_gil = SamplerReading(
                 held=None,
                 held_ci=(0.0, 0.0),
                 samples=0,
@@ -280,6 +284,9 @@ class GILSampler:
         if not self._started:
             raise RuntimeError("the GILSampler was never started")
         if self._reading is not None:
+            return self._reading
+        if self._no_gil is not None:
+            self._reading = self._no_gil
             return self._reading
         if self._meter is not None:
             got = self._meter.stop()
@@ -337,17 +344,108 @@ class GILSampler:
         return f"<GILSampler {state}, mean interval {self.interval * 1e6:g} us>"
 
 
+# ------------------------------------------------------------------ hand-offs
+
+
+@dataclass(frozen=True)
+class Handoffs:
+    """The GIL's changes of holder over ``seconds``, read from CPython's
+    switch counter when counting started and stopped: no thread, no samples,
+    no cost to the work."""
+
+    handoffs: int
+    seconds: float
+
+    @property
+    def per_s(self) -> float:
+        return self.handoffs / self.seconds if self.seconds > 0 else 0.0
+
+    @classmethod
+    def pooled(cls, counts: list[Handoffs]) -> Handoffs:
+        """Several counts (one per round) as one."""
+        return cls(sum(c.handoffs for c in counts), sum(c.seconds for c in counts))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"handoffs": self.handoffs, "seconds": self.seconds, "per_s": self.per_s}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Handoffs:
+        return cls(int(data["handoffs"]), float(data["seconds"]))
+
+
+class HandoffCounter:
+    """Count the GIL's hand-offs while a block of code runs (``with
+    HandoffCounter() as c: ...``, then ``c.reading()``, None where the
+    build's GIL cannot be read or there is none).
+
+    A sampler thread that wakes every 50 us takes a CPU from the workers when
+    every CPU is busy (``bench/sampler_figures.py`` measures it); the count
+    needs no thread: it is read from the GIL's switch counter at the start
+    and the end."""
+
+    def __init__(self) -> None:
+        self._started = False
+        self._start: tuple[int, float] | None = None
+        self._reading: Handoffs | None = None
+        self._stopped = False
+
+    @property
+    def running(self) -> bool:
+        return self._started and not self._stopped
+
+    def start(self) -> HandoffCounter:
+        if self._started:
+            raise RuntimeError("a HandoffCounter can be started once; create a new one")
+        self._started = True
+        reader, _ = _reader()
+        state = reader.state() if reader is not None else None
+        if state is not None:
+            self._start = (state[1], time.perf_counter())
+        return self
+
+    def stop(self) -> Handoffs | None:
+        if not self._started:
+            raise RuntimeError("the HandoffCounter was never started")
+        if not self._stopped:
+            self._stopped = True
+            reader, _ = _reader()
+            state = reader.state() if reader is not None else None
+            if self._start is not None and state is not None:
+                switches, t0 = self._start
+                self._reading = Handoffs(state[1] - switches, time.perf_counter() - t0)
+        return self._reading
+
+    def reading(self) -> Handoffs | None:
+        if not self._stopped:
+            raise RuntimeError("stop the HandoffCounter before reading it")
+        return self._reading
+
+    def __enter__(self) -> HandoffCounter:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
 # ------------------------------------------------------- a run's exact window
 
 #: The sampler armed for the next run (at most one: the engine measures one
 #: run at a time). A backend starts it where its workers start counting and
 #: stops it where the last one ends, so that setting up and tearing down the
 #: run (thread starts, a watch) does not count as the work's holding.
-_armed: list[GILSampler] = []
+_armed: list[GILSampler | HandoffCounter] = []
+
+#: Either reader, armed for one run.
+Armed = TypeVar("Armed", GILSampler, HandoffCounter)
 
 
 @contextlib.contextmanager
-def armed(sampler: GILSampler) -> Iterator[GILSampler]:
+def armed(sampler: Armed) -> Iterator[Armed]:
     """Arm ``sampler`` for the run made inside the block: the backends that
     know where their workers' work starts and ends (serial, threads) start
     and stop it there through :func:`window_start` and :func:`window_stop`.

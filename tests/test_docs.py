@@ -10,11 +10,25 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-MODULES = ["gilfree", "gilfree.kernels", "gilfree.measure", "gilfree.meter", "gilfree.checker"]
+MODULES = [
+    "gilfree",
+    "gilfree.kernels",
+    "gilfree.measure",
+    "gilfree.meter",
+    "gilfree.sampler",
+    "gilfree.checker",
+]
 DOCS = sorted((ROOT / "docs").glob("*.md"))
 #: Examples that show what the GIL does: on a free-threaded build they run
 #: with PYTHON_GIL=1 (see the needs_gil marker).
-GIL_PAGES = {"check.md", "extension-authors.md", "meter.md", "gilfree.meter"}
+GIL_PAGES = {
+    "check.md",
+    "extension-authors.md",
+    "meter.md",
+    "sampler.md",
+    "gilfree.meter",
+    "gilfree.sampler",
+}
 
 
 @pytest.mark.needs_gil
@@ -51,7 +65,13 @@ def test_docstring_examples(name: str) -> None:
 
 #: How the README's measured output blocks begin: each is pasted from a file
 #: that a bench script wrote (bench/readme_figures.sh regenerates them all).
-MEASURED_BLOCK_STARTS = ("Machine:", "The classic experiment", "check: ", "python: highest")
+MEASURED_BLOCK_STARTS = (
+    "Machine:",
+    "The classic experiment",
+    "check: ",
+    "python: highest",
+    "GIL sampler:",
+)
 
 
 def test_readme_measured_blocks_are_copies_of_bench_results() -> None:

@@ -20,7 +20,7 @@ from gilfree.report import (
     verdicts,
     write_json,
 )
-from gilfree.sampler import SamplerReading, wilson
+from gilfree.sampler import Handoffs, SamplerReading, wilson
 
 
 @pytest.mark.parametrize(("n", "workers"), [(0, 1), (1, 3), (10, 3), (7, 7), (10**12 + 1, 4)])
@@ -248,19 +248,19 @@ def fake(
         ),
         gil=gil,
         gil_alone=None if held is None else _reading(held, samples),
-        gil_parallel=None if held is None else _reading(held, samples, handoffs_per_s),
+        gil_handoffs=None if handoffs_per_s is None else Handoffs(round(handoffs_per_s), 1.0),
     )
 
 
-def _reading(held: float, samples: int, handoffs_per_s: float | None = None) -> SamplerReading:
+def _reading(held: float, samples: int) -> SamplerReading:
     hits = round(held * samples)
     return SamplerReading(
         held=hits / samples,
         held_ci=wilson(hits, samples),
         samples=samples,
         seconds=1.0,
-        handoffs=None if handoffs_per_s is None else round(handoffs_per_s),
-        handoffs_per_s=handoffs_per_s,
+        handoffs=0,
+        handoffs_per_s=0.0,
     )
 
 

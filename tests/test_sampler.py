@@ -168,6 +168,7 @@ def test_a_bad_interval_is_refused(bad: object, error: type[Exception]) -> None:
         GILSampler(bad)  # type: ignore[arg-type]
 
 
+@needs_gil
 def test_a_dropped_running_sampler_stops_its_thread() -> None:
     import gc
 
@@ -178,9 +179,10 @@ def test_a_dropped_running_sampler_stops_its_thread() -> None:
     gc.collect()
     # Nothing to observe from Python but that this returns and the process
     # lives on: a native thread left reading would outlive its memory.
-    assert _gilstate.state() is not None or not gil_enabled()
+    assert _gilstate.state() is not None
 
 
+@needs_gil
 def test_a_build_whose_gil_cannot_be_read_falls_back_to_the_wait_meter(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -216,6 +218,7 @@ def test_the_wilson_interval_holds_its_share(hits: int, total: int) -> None:
     assert 0.0 <= lo <= hits / total <= hi <= 1.0
 
 
+@needs_gil
 @pytest.mark.skipif(
     sys.version_info < (3, 12), reason="subinterpreters with their own GIL need CPython 3.12+"
 )
@@ -258,3 +261,42 @@ def test_a_subinterpreter_reads_its_own_gil() -> None:
         os.close(w)
     assert inside >= 0.9
     assert outside[0].held is not None and outside[0].held <= 0.1
+
+
+@needs_gil
+def test_the_hand_off_counter_needs_no_thread_and_counts_what_the_sampler_counts() -> None:
+    from gilfree.sampler import HandoffCounter
+
+    def two() -> None:
+        threads = [threading.Thread(target=countdown, args=(300_000, "python")) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+    before = threading.active_count()
+    counter = HandoffCounter().start()
+    assert threading.active_count() == before  # no thread of its own
+    with pytest.raises(RuntimeError, match="stop the HandoffCounter"):
+        counter.reading()
+    two()
+    got = counter.stop()
+    assert got is not None and got.handoffs >= 4 and got.per_s > 0
+    assert counter.stop() is got
+    alone = HandoffCounter()
+    with alone:
+        countdown(_n(0.05), kernel="cython-gil")
+    assert alone.reading() is not None and alone.reading().handoffs <= 4  # type: ignore[union-attr]
+
+
+@needs_gil
+def test_a_threads_cell_carries_its_readings() -> None:
+    from gilfree import run
+
+    r = run("cython-gil", "threads", workers=2, n=_n(0.02), repeats=2, precision=None)
+    assert r.gil_held is not None and r.gil_held >= 0.9
+    assert r.gil_alone is not None and r.gil_alone.samples > 100
+    assert r.handoffs_per_s is not None and r.handoffs_per_s > 0
+    assert not math.isnan(r.busy_cpus)
+    processes = run("cython-gil", "processes", workers=2, n=_n(0.02), repeats=1, precision=None)
+    assert processes.gil_held is None and processes.handoffs_per_s is None

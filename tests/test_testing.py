@@ -171,16 +171,22 @@ def test_a_function_that_never_returns_fails_the_check_at_its_timeout() -> None:
 
 
 @pytest.mark.needs_gil
-def test_a_deadlocked_function_fails_the_check_and_is_left_running() -> None:
+def test_a_deadlocked_function_fails_the_check_and_is_left_running(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     # A wait on a lock nobody releases cannot be interrupted: the check fails
     # after the timeout and the grace, saying so, instead of waiting for ever.
+    # (A 1 s grace here: the 5 s one only lengthens the wait.)
+    import gilfree.testing
+
+    monkeypatch.setattr(gilfree.testing, "STOP_GRACE_S", 1.0)
     lock = threading.Lock()
     lock.acquire()
     try:
         t0 = time.monotonic()
         with pytest.raises(GILCheckTimeout, match=r"blocked .* left running"):
             check_gil(lock.acquire, timeout=0.5)
-        assert time.monotonic() - t0 < 10  # the timeout and the 5 s grace
+        assert time.monotonic() - t0 < 6  # the timeout and the 1 s grace
     finally:
         lock.release()  # the abandoned thread takes it, meets its stop request, ends
         for thread in threading.enumerate():
