@@ -307,7 +307,16 @@ def test_a_timed_out_compiled_task_is_stopped_on_the_workers(client) -> None:  #
     assert time.monotonic() - t1 < 10
 
 
-@pytest.mark.parametrize("how", ["kill", "segfault", "exit"])
+@pytest.mark.parametrize(
+    "how",
+    # One way to die in the quick suite; the others take the same path (a
+    # worker process gone) and run in the slow tier.
+    [
+        "kill",
+        pytest.param("segfault", marks=pytest.mark.slow),
+        pytest.param("exit", marks=pytest.mark.slow),
+    ],
+)
 def test_a_worker_that_dies_fails_its_cell_within_seconds(
     how: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

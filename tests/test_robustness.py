@@ -113,8 +113,11 @@ def test_sigterm_stops_a_run_as_ctrl_c_does(tmp_path: Path, backend: str, kernel
     # cells so far are printed, the log ends "interrupted", and the status
     # says which signal it was (128 + 15).
     path = tmp_path / "out.jsonl"
-    args = cli_command("sweep", backend, kernel)
-    args[args.index("-w") + 1] = "1,2"
+    # Threads: a sweep, stopped in its second cell. Processes: one cell (the
+    # processes appear only once it starts, after the serial baseline).
+    args = cli_command("sweep" if backend == "threads" else "run", backend, kernel)
+    if backend == "threads":
+        args[args.index("-w") + 1] = "1,2"
     result = interrupt_cli(args, backend, path, sig=signal.SIGTERM)
     data = _assert_clean_interrupt(result, path, code=143, said="terminated (SIGTERM)")
     assert data["end"]["cells"] == len(data["results"])
@@ -562,6 +565,32 @@ def test_cli_timeout_reports_the_cell_and_exits_1(tmp_path: Path) -> None:
     assert [c["status"] for c in data["results"]] == ["timeout", "timeout"]
 
 
+def test_a_serial_baseline_blocked_in_c_is_given_up_on_after_the_grace(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # In process, with a short grace: the same path as the command-line test
+    # below (slow tier, the 5 s grace), on a sleep that ends by itself soon
+    # after, so that the abandoned thread leaves nothing behind.
+    import gilfree.backends._base
+    import gilfree.backends.serial
+    from gilfree.checker import check_call
+
+    for module in (gilfree.backends._base, gilfree.backends.serial):
+        monkeypatch.setattr(module, "STOP_GRACE_S", 0.2)
+    before = len(our_threads())
+    t0 = time.monotonic()
+    report = check_call(
+        time.sleep, (1.0,), timeout=0.2, repeats=1, warmups=0, precision=None, backends=["threads"]
+    )
+    took = time.monotonic() - t0
+    (cell,) = report.results
+    assert cell.failed and "its serial baseline" in cell.reason, cell.reason
+    assert "did not stop" in cell.reason
+    assert took < 0.9  # the timeout and the grace, not the 1 s sleep
+    assert len(threads_settle_to(before, timeout=5)) == before
+
+
+@pytest.mark.slow  # the real 5 s grace; the test above covers the path in the quick suite
 def test_timeout_stops_a_serial_baseline_blocked_in_c() -> None:
     # The serial baseline used to run in the calling thread, where nothing can
     # interrupt time.sleep(3600): the command ran on with no output. Now it
