@@ -37,9 +37,9 @@ import sys
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
-from types import TracebackType
 
 from gilfree._countdown import gil_probe
+from gilfree._startstop import StartStop
 
 __all__ = ["DEFAULT_INTERVAL", "FREE_BELOW", "GILMeter", "GILReading", "gil_enabled"]
 
@@ -133,7 +133,7 @@ class GILReading:
         )
 
 
-class GILMeter:
+class GILMeter(StartStop):
     """Measure GIL contention while a block of code runs.
 
     Use it as a context manager, or call :meth:`start` and :meth:`stop`.
@@ -207,17 +207,6 @@ class GILMeter:
             max_wait_s=longest / 1e9,
             interval_s=self.interval,
         )
-
-    def __enter__(self) -> GILMeter:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped" if self._stopped else "not started"

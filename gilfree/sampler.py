@@ -41,9 +41,10 @@ import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from types import ModuleType, TracebackType
+from types import ModuleType
 from typing import Any, TypeVar
 
+from gilfree._startstop import StartStop
 from gilfree.meter import GILMeter, gil_enabled
 
 __all__ = [
@@ -126,6 +127,9 @@ class SamplerReading:
     holders: dict[int, int] = field(default_factory=dict)
     source: str = SOURCE_STATE
     note: str = ""
+    #: The sampler thread ran at a real-time priority (where the process may
+    #: ask for one): its samples were then on time even with every CPU busy.
+    realtime: bool = False
 
     @property
     def gil(self) -> bool:
@@ -177,6 +181,7 @@ class SamplerReading:
             handoffs=handoffs,
             handoffs_per_s=None if handoffs is None or seconds <= 0 else handoffs / seconds,
             holders=holders,
+            realtime=all(r.realtime for r in readings),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -190,6 +195,7 @@ class SamplerReading:
             "holders": dict(self.holders),
             "source": self.source,
             "note": self.note,
+            "realtime": self.realtime,
         }
 
     @classmethod
@@ -207,6 +213,7 @@ class SamplerReading:
             holders={int(k): int(v) for k, v in (data.get("holders") or {}).items()},
             source=str(data.get("source", SOURCE_STATE)),
             note=str(data.get("note", "")),
+            realtime=bool(data.get("realtime", False)),
         )
 
 
@@ -221,7 +228,7 @@ def _check_interval(interval: object) -> float:
     return float(interval)
 
 
-class GILSampler:
+class GILSampler(StartStop):
     """Sample the GIL's state while a block of code runs.
 
     ``with GILSampler() as s: work()``, then ``s.reading()``; or
@@ -316,6 +323,7 @@ class GILSampler:
             handoffs=int(raw["switches"]),
             handoffs_per_s=raw["switches"] / seconds if seconds > 0 else 0.0,
             holders={int(k): int(v) for k, v in raw["holders"].items()},
+            realtime=bool(raw.get("realtime", False)),
         )
         return self._reading
 
@@ -325,17 +333,6 @@ class GILSampler:
         if self._reading is None:
             raise RuntimeError("stop the GILSampler (or leave its with block) before reading it")
         return self._reading
-
-    def __enter__(self) -> GILSampler:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         if self._reading is not None:
@@ -373,7 +370,7 @@ class Handoffs:
         return cls(int(data["handoffs"]), float(data["seconds"]))
 
 
-class HandoffCounter:
+class HandoffCounter(StartStop):
     """Count the GIL's hand-offs while a block of code runs (``with
     HandoffCounter() as c: ...``, then ``c.reading()``, None where the
     build's GIL cannot be read or there is none).
@@ -419,17 +416,6 @@ class HandoffCounter:
         if not self._stopped:
             raise RuntimeError("stop the HandoffCounter before reading it")
         return self._reading
-
-    def __enter__(self) -> HandoffCounter:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 # ------------------------------------------------------- a run's exact window
