@@ -446,15 +446,17 @@ def armed(sampler: Armed) -> Iterator[Armed]:
             sampler.stop()
 
 
-def window_start() -> None:
-    """Start the armed sampler, if any (called by a backend as its workers
-    are released to count)."""
+def window_start() -> GILSampler | HandoffCounter | None:
+    """Start the armed reader, if any (called by a backend as its workers are
+    released to count), and return it for :func:`window_stop`."""
     if _armed and not _armed[-1]._started:
-        _armed[-1].start()
+        return _armed[-1].start()
+    return None
 
 
-def window_stop() -> None:
-    """Stop the armed sampler, if it runs (called by a backend as its last
-    worker ends)."""
-    if _armed and _armed[-1].running:
-        _armed[-1].stop()
+def window_stop(reader: GILSampler | HandoffCounter | None) -> None:
+    """Stop ``reader`` (what :func:`window_start` returned), if it runs: the
+    one started for this run, even from a thread that ends after the run was
+    given up on, when another run's reader may be armed."""
+    if reader is not None and reader.running:
+        reader.stop()

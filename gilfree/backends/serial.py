@@ -45,11 +45,11 @@ class SerialBackend(Backend):
         with Watch(deadline, lambda _: running.stop(), signals=False) as watch:
             try:
                 with running.kernel(interrupt=not kernel.cancellable):
-                    window_start()
+                    reader = window_start()
                     t0 = time.perf_counter_ns()
                     stamps = [timed(kernel, n) for n in chunks]
                     t_done = time.perf_counter_ns()
-                    window_stop()
+                    window_stop(reader)
             except Cancelled as exc:
                 if watch.expired:
                     raise _overran(deadline) from exc
@@ -72,7 +72,7 @@ class SerialBackend(Backend):
                     t0 = time.perf_counter_ns()
                     stamps = [timed(kernel, n, since) for n in chunks]
                     outcome.append((t0, time.perf_counter_ns(), stamps))
-                    window_stop()
+                    window_stop(reader)
             except BaseException as exc:
                 outcome.append(exc)
 
@@ -80,7 +80,7 @@ class SerialBackend(Backend):
         # Ctrl-C or the deadline: the watch bumps the cancel generation
         # (compiled kernels); stop an interpreted loop too.
         with Watch(deadline, lambda _: running.stop()) as watch:
-            window_start()
+            reader = window_start()
             thread.start()
             try:
                 thread.join(_until(deadline + STOP_GRACE_S))

@@ -70,7 +70,7 @@ class ThreadsBackend(Backend):
             try:
                 for t in threads:
                     t.start()
-                window_start()
+                reader = window_start()
                 start_line.wait()
                 t_ready = time.perf_counter_ns()
                 for t in threads:
@@ -78,7 +78,7 @@ class ThreadsBackend(Backend):
                     # a worker blocked in C must not hang the caller.
                     t.join(None if deadline is None else _until(deadline + STOP_GRACE_S))
                 t_done = time.perf_counter_ns()
-                window_stop()
+                window_stop(reader)
             except BaseException as exc:
                 # Interrupted, past the deadline, or a thread failed to start.
                 start_line.abort()
