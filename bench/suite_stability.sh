@@ -30,14 +30,16 @@ from noise import _LOOP; exec(_LOOP)" 1 1 &
 hog=$!
 for i in $(seq "$runs"); do
     start=$SECONDS
-    line=$(.venv/bin/python -m pytest -q -p no:cacheprovider 2>&1 | tail -1)
-    echo "run $i: $line (wall $((SECONDS - start)) s)" | tee -a "$out"
+    log=$(.venv/bin/python -m pytest -q -p no:cacheprovider 2>&1)
+    echo "run $i: $(echo "$log" | tail -1) (wall $((SECONDS - start)) s)" | tee -a "$out"
+    echo "$log" | grep -E "^FAILED" | sed 's/^/    /' | tee -a "$out"
 done
 kill "$hog"
 echo "The slow tier (python -m pytest -m slow), $slow_runs runs in a row, no hog:" >> "$out"
 for i in $(seq "$slow_runs"); do
     start=$SECONDS
-    line=$(.venv/bin/python -m pytest -q -p no:cacheprovider -m slow 2>&1 | tail -1)
-    echo "slow run $i: $line (wall $((SECONDS - start)) s)" | tee -a "$out"
+    log=$(.venv/bin/python -m pytest -q -p no:cacheprovider -m slow 2>&1)
+    echo "slow run $i: $(echo "$log" | tail -1) (wall $((SECONDS - start)) s)" | tee -a "$out"
+    echo "$log" | grep -E "^FAILED" | sed 's/^/    /' | tee -a "$out"
 done
 echo "written: $out"

@@ -342,7 +342,7 @@ def test_demo_end_to_end_in_a_subprocess() -> None:
             # The structure of the output is under test, not its precision:
             # this process's tests cap rounds the same way (conftest).
             "--max-rounds",
-            "5",
+            "3",
         ],
         capture_output=True,
         text=True,
