@@ -69,16 +69,13 @@ def test_a_gil_bound_function_is_called_gil_bound_with_what_helps() -> None:
     n = calibrate("python", 0.25)
     report = check_call(userfuncs.spin, (n,), repeats=5, backends=["threads", "processes"])
     threads = next(r for r in report.results if r.backend == "threads")
-    assert threads.speedup < 1.3
     assert threads.contention is not None and threads.contention > 0.5
+    # The word follows the share of its time one call holds the GIL (read from
+    # the GIL's state), not the speedup, which a noisy host moves: a GIL-bound
+    # pair of threads has read 1.15-1.2x when the serial baseline ran slow.
+    assert threads.gil_held is not None and threads.gil_held >= 0.9
+    assert report.verdict.startswith("GIL-bound: it holds the GIL "), report.verdict
     assert "processes give" in report.verdict
-    if threads.speedup > 1.15:
-        # The verdict's line is 1.15x; on this noisy 2-CPU host a GIL-bound
-        # pair of threads has read 1.15-1.2x when the serial baseline ran slow.
-        # What must hold is the measurement above; the wording follows it.
-        assert report.verdict.startswith("partly parallel: threads ")
-        return
-    assert report.verdict.startswith("GIL-bound: threads ")
     assert "; or release the GIL in the hot loop; py-spy record --gil" in report.verdict
 
 
