@@ -20,7 +20,6 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from types import TracebackType
 from typing import Literal
 
 from gilfree._countdown import (
@@ -30,6 +29,7 @@ from gilfree._countdown import (
     raise_in_thread,
     watch,
 )
+from gilfree._startstop import StartStop
 
 Outcome = Literal["deadline", "interrupt"]
 
@@ -100,7 +100,7 @@ def join_all(threads: Iterable[threading.Thread], grace: float = STOP_GRACE_S) -
     return [t.name for t in threads if t.is_alive()]
 
 
-class Watch:
+class Watch(StartStop):
     """Watches one run for its deadline (``time.monotonic()`` seconds, or
     None) and for Ctrl-C. After the ``with`` block, :attr:`outcome` says what
     fired, if anything. ``on_fire(outcome)`` runs in the helper thread, with
@@ -131,7 +131,8 @@ class Watch:
             self.deadline is not None and time.monotonic() >= self.deadline
         )
 
-    def __enter__(self) -> Watch:
+    def start(self) -> Watch:
+        """Start watching (``with Watch(...)`` calls it)."""
         wake = forward = -1
         if self.signals and _can_watch_sigint():
             wake_r, wake_w = os.pipe()
@@ -156,7 +157,7 @@ class Watch:
         try:
             self._thread.start()
         except BaseException:
-            self._close()
+            self.stop()
             raise
         return self
 
@@ -171,15 +172,8 @@ class Watch:
             if self.on_fire is not None:
                 self.on_fire(self.outcome)
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._close()
-
-    def _close(self) -> None:
+    def stop(self) -> None:
+        """Stop watching; ``on_fire`` never runs after this returns."""
         with self._lock:
             self._closed = True
         if self._thread is not None:

@@ -221,8 +221,8 @@ class _Track:
         self.error: BaseException | None = None
         self.warm: list[RunTiming] = []
         self.gil: GILReading | None = None
-        #: The GIL sampler's readings of this track's timed runs (a serial
-        #: run), or the GIL's hand-offs in them (a cell).
+        #: The GIL sampler's readings of this track's untimed runs (a serial
+        #: run), or the GIL's hand-offs in its timed runs (a cell).
         self.readings: list[SamplerReading] = []
         self.handoffs: list[Handoffs] = []
         self.setup_s = 0.0
@@ -242,19 +242,20 @@ class _Track:
 
         The timeout bounds each run, not the cell: how many rounds a cell
         gets is the time budget's business, and a timeout is there to stop a
-        run that hangs or runs away. ``sampled``: the GIL sampler reads this
-        run (it never takes the GIL, so the run is timed as any other)."""
+        run that hangs or runs away. ``sampled``: a serial run is read by the
+        GIL sampler (whose thread takes CPU time: only in untimed runs); a
+        cell's run counts the GIL's hand-offs, read from its switch counter
+        as the workers start and after they end, nothing in between."""
         if sampled and self.role == "serial":
             with armed(GILSampler()) as sampler:
                 timing = self.run(metered)
-            if sampler._started:  # the backend set the window
+            if sampler.started:  # the backend set the window
                 self.readings.append(sampler.reading())
             return timing
         if sampled:
-            # Every CPU may be busy here: count hand-offs, which takes no thread.
             with armed(HandoffCounter()) as counter:
                 timing = self.run(metered)
-            count = counter.reading() if counter._started else None
+            count = counter.reading() if counter.started else None
             if count is not None:
                 self.handoffs.append(count)
             return timing
@@ -344,13 +345,19 @@ class _Group:
             serial = self.serial[kernel.name]
             # Calibration has just run each kernel serially at about this size:
             # a serial warm-up would repeat it.
-            for _ in range(self.plan.warmups if self.plan.n is not None else 0):
-                timing = self._attempt(serial)
+            # The GIL sampler reads one untimed serial run where a threads cell
+            # needs it: its thread takes CPU time, so never a timed run.
+            alone = self._wants_alone(kernel)
+            for i in range(self.plan.warmups if self.plan.n is not None else 0):
+                timing = self._attempt(serial, sampled=alone and i == 0)
                 if timing is not None:
                     serial.warm.append(timing)
             timings = list(serial.warm)
-            if self.plan.n is not None and serial.live and not timings:
-                extra = self._attempt(serial)  # one untimed run to size the capacity pair
+            unread = alone and not serial.readings
+            if serial.live and (unread or (self.plan.n is not None and not timings)):
+                # One more untimed run: for the sampler, and to size the
+                # capacity pair where no warm-up did.
+                extra = self._attempt(serial, sampled=unread)
                 timings += [extra] if extra is not None else []
             if timings:
                 serial_times.append(statistics.median(t.span_s for t in timings))
@@ -445,7 +452,8 @@ class _Group:
                     continue
                 if track.role == "capacity" and self.capacity is None:
                     continue  # the capacity pair was dropped earlier in this round
-                timing = self._attempt(track, sampled=self._to_sample(track))
+                shared = track.role == "cell" and track.backend.gil_meter == "shared"
+                timing = self._attempt(track, sampled=shared)
                 if timing is not None:
                     track.rounds[self.round] = timing
         self.round += 1
@@ -453,21 +461,12 @@ class _Group:
             if cell.live and not cell.done:
                 cell.done = self._settled(cell)
 
-    def _to_sample(self, track: _Track) -> bool:
-        """Whether the GIL is read in the timed runs of ``track``: the serial
-        run of a kernel that has a cell whose workers share this
-        interpreter's GIL (threads) is sampled, which reads the share of its
-        time one worker holds the GIL alone (the sampler's thread then has a
-        CPU of its own: it costs the work about 0.1%); the parallel runs of
-        such a cell count the GIL's hand-offs. Readings of all rounds are
-        pooled: more samples, and no round is singled out."""
-        if track.role == "capacity":
-            return False
-        if track.role == "cell":
-            return track.backend.gil_meter == "shared"
+    def _wants_alone(self, kernel: Kernel) -> bool:
+        """Whether ``kernel`` has a cell whose workers share this
+        interpreter's GIL (threads): its verdict needs the share of its time
+        one worker holds the GIL alone."""
         return any(
-            c.kernel is track.kernel and c.backend.gil_meter == "shared" and c.live
-            for c in self.cells
+            c.kernel is kernel and c.backend.gil_meter == "shared" and c.live for c in self.cells
         )
 
     def _settled(self, cell: _Track) -> bool:

@@ -390,9 +390,11 @@ GIL_FREE_UP_TO = 0.1
 #: Fewer samples than this (a run of a few milliseconds) leave the verdict to
 #: the timings.
 MIN_SAMPLES = 100
-#: With the GIL free, threads that kept fewer than this share of their CPUs
-#: busy, on a host that showed it can run that many processes in parallel,
-#: are limited by something other than the GIL.
+#: With the GIL free, threads that kept at least this share of their CPUs
+#: busy (or ran clearly faster) are helped...
+BUSY_SHARE_HELPS = 0.7
+#: ...and below this, on a host that showed it can run that many processes
+#: in parallel, something other than the GIL limits them.
 BUSY_SHARE_BELOW = 0.6
 
 
@@ -434,7 +436,7 @@ def _from_readings(
     if hi <= GIL_FREE_UP_TO:
         held_words = f"it holds the GIL {_held_words(alone)}"
         lo_s = threads.speedup_ci()[0]
-        if busy >= (1 - BUSY_SHARE_BELOW / 2) * ideal or lo_s > NO_GAIN:
+        if busy >= BUSY_SHARE_HELPS * ideal or lo_s > NO_GAIN:
             return f"threads help: {held_words}; threads {speed}{extra}"
         if host_parallel and busy < BUSY_SHARE_BELOW * ideal:
             line = (
@@ -450,8 +452,8 @@ def _from_readings(
         )
     bound = 1 / held if held > 0 else float("inf")
     line = (
-        f"holds the GIL {held:.0%} [{lo:.0%}, {hi:.0%}] of its time alone, so threads can "
-        f"reach at most {bound:.2f}x (the GIL's bound); threads {speed}{extra}"
+        f"holds the GIL {_held_words(alone)}, so threads can reach at most {bound:.2f}x "
+        f"(the GIL's bound); threads {speed}{extra}"
     )
     return "; ".join([line, *others])
 

@@ -368,9 +368,9 @@ class Result:
     #: ``--python``, measured in the same run; None with one build.
     thread_cost: ThreadCost | None = None
     #: For cells whose workers share this interpreter's GIL (threads): the
-    #: GIL sampler's reading of the serial runs of this cell's kernel (one
-    #: worker alone), and the GIL's hand-offs in its parallel runs, pooled
-    #: over rounds; None elsewhere and in files saved before gilfree 0.3.
+    #: GIL sampler's reading of an untimed serial run of this cell's kernel
+    #: (one worker alone), and the GIL's hand-offs in its timed parallel runs,
+    #: pooled over rounds; None elsewhere and in files saved before gilfree 0.3.
     gil_alone: SamplerReading | None = None
     gil_handoffs: Handoffs | None = None
 

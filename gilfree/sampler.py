@@ -259,6 +259,10 @@ class GILSampler(StartStop):
         self._no_gil: SamplerReading | None = None
 
     @property
+    def started(self) -> bool:
+        return self._started
+
+    @property
     def running(self) -> bool:
         return self._started and self._reading is None
 
@@ -387,6 +391,10 @@ class HandoffCounter(StartStop):
         self._stopped = False
 
     @property
+    def started(self) -> bool:
+        return self._started
+
+    @property
     def running(self) -> bool:
         return self._started and not self._stopped
 
@@ -449,7 +457,7 @@ def armed(sampler: Armed) -> Iterator[Armed]:
 def window_start() -> GILSampler | HandoffCounter | None:
     """Start the armed reader, if any (called by a backend as its workers are
     released to count), and return it for :func:`window_stop`."""
-    if _armed and not _armed[-1]._started:
+    if _armed and not _armed[-1].started:
         return _armed[-1].start()
     return None
 

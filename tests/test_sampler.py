@@ -300,3 +300,29 @@ def test_a_threads_cell_carries_its_readings() -> None:
     assert not math.isnan(r.busy_cpus)
     processes = run("cython-gil", "processes", workers=2, n=_n(0.02), repeats=1, precision=None)
     assert processes.gil_held is None and processes.handoffs_per_s is None
+
+
+@needs_gil
+@pytest.mark.parametrize("warmups", [0, 1, 2])
+def test_the_sampler_reads_one_untimed_serial_run_and_no_timed_one(
+    monkeypatch: pytest.MonkeyPatch, warmups: int
+) -> None:
+    # Its thread takes CPU time: it must never run inside a timed round, and
+    # one reading is enough (with warm-ups it reads the first of them; with
+    # none, one run more).
+    import gilfree.measure
+    from gilfree import run
+
+    started: list[GILSampler] = []
+
+    class Counting(GILSampler):
+        def start(self) -> GILSampler:
+            started.append(self)
+            return super().start()
+
+    monkeypatch.setattr(gilfree.measure, "GILSampler", Counting)
+    n = _n(0.02)
+    r = run("cython-gil", "threads", workers=2, n=n, repeats=3, warmups=warmups, precision=None)
+    assert len(started) == 1
+    assert len(r.warmups) == warmups and r.rounds == 3
+    assert r.gil_alone is not None and r.gil_alone.samples == started[0].reading().samples
