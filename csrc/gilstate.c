@@ -39,7 +39,6 @@
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
-#include <sched.h>
 #include <stdint.h>
 #include <string.h>
 #include <time.h>
@@ -67,7 +66,6 @@ typedef struct {
     double mean_ns;
     uint64_t rng;
     int stop;    /* set by the owner, read by the sampler thread */
-    int realtime; /* the sampler thread got a real-time priority */
     int joined;
     pthread_t thread;
     /* Written by the sampler thread only, read after it is joined. */
@@ -140,19 +138,6 @@ sample_loop(void *arg)
        that much; this thread's sleeps should end when asked. */
     (void)prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
 #endif
-    /* When every CPU is busy, a sampler that waits its turn reads late, and
-       late most often while the GIL's holder has a CPU and a thread waiting
-       for I/O has none: the lateness follows the GIL's state and biases the
-       share. Where the process may (root, CAP_SYS_NICE, an RLIMIT_RTPRIO), the
-       sampler runs at the lowest real-time priority, so that its wake-ups
-       (a microsecond each) are served at once; elsewhere it runs as it is,
-       and the reading says so (realtime). */
-    {
-        struct sched_param sp;
-        memset(&sp, 0, sizeof sp);
-        sp.sched_priority = 1;
-        s->realtime = pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp) == 0;
-    }
     /* Long intervals are slept in pieces, so that a stop is seen within a
        millisecond whatever the mean. */
     const double piece = 1e6;
@@ -318,13 +303,12 @@ gs_stop(PyObject *module, PyObject *capsule)
         Py_DECREF(key);
         Py_DECREF(value);
     }
-    return Py_BuildValue("{s:K,s:K,s:k,s:d,s:N,s:K,s:O}", "samples",
+    return Py_BuildValue("{s:K,s:K,s:k,s:d,s:N,s:K}", "samples",
                          (unsigned long long)s->samples, "held",
                          (unsigned long long)s->held, "switches",
                          s->switches1 - s->switches0, "seconds", s->t1 - s->t0,
                          "holders", holders, "other_holders",
-                         (unsigned long long)s->who_other, "realtime",
-                         s->realtime ? Py_True : Py_False);
+                         (unsigned long long)s->who_other);
 }
 
 /* state() -> (locked, switch_number): one reading, now. */

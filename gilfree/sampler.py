@@ -54,7 +54,6 @@ __all__ = [
     "Handoffs",
     "SamplerReading",
     "armed",
-    "gil_readable",
     "wilson",
     "window_start",
     "window_stop",
@@ -80,12 +79,6 @@ def _reader() -> tuple[ModuleType | None, str]:
             "with a C compiler for CPython's internal headers"
         )
     return _gilstate, ""
-
-
-def gil_readable() -> tuple[bool, str]:
-    """Whether this interpreter's GIL state can be read, and if not, why."""
-    reader, why = _reader()
-    return reader is not None, why
 
 
 def wilson(hits: int, total: int, z: float = 1.96) -> tuple[float, float]:
@@ -127,13 +120,6 @@ class SamplerReading:
     holders: dict[int, int] = field(default_factory=dict)
     source: str = SOURCE_STATE
     note: str = ""
-    #: The sampler thread ran at a real-time priority (where the process may
-    #: ask for one): its samples were then on time even with every CPU busy.
-    realtime: bool = False
-
-    @property
-    def gil(self) -> bool:
-        return self.held is not None
 
     def short(self) -> str:
         """``49%``, ``no GIL`` or ``-`` (no samples): for tables."""
@@ -181,7 +167,6 @@ class SamplerReading:
             handoffs=handoffs,
             handoffs_per_s=None if handoffs is None or seconds <= 0 else handoffs / seconds,
             holders=holders,
-            realtime=all(r.realtime for r in readings),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -195,7 +180,6 @@ class SamplerReading:
             "holders": dict(self.holders),
             "source": self.source,
             "note": self.note,
-            "realtime": self.realtime,
         }
 
     @classmethod
@@ -213,7 +197,6 @@ class SamplerReading:
             holders={int(k): int(v) for k, v in (data.get("holders") or {}).items()},
             source=str(data.get("source", SOURCE_STATE)),
             note=str(data.get("note", "")),
-            realtime=bool(data.get("realtime", False)),
         )
 
 
@@ -327,7 +310,6 @@ class GILSampler(StartStop):
             handoffs=int(raw["switches"]),
             handoffs_per_s=raw["switches"] / seconds if seconds > 0 else 0.0,
             holders={int(k): int(v) for k, v in raw["holders"].items()},
-            realtime=bool(raw.get("realtime", False)),
         )
         return self._reading
 
