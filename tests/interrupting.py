@@ -79,10 +79,21 @@ _RATES: dict[str, float] = {}
 
 
 def _n_for(kernel: str, seconds: float) -> int:
-    from gilfree.measure import calibrate
+    """Iterations of ``kernel`` that take about ``seconds`` in a fresh process.
 
+    Timed in a child, as the CLI's workers run: in the test process a thread
+    left by an earlier test (a cancelled C loop finishing its count on the
+    free-threaded build) shares the CPU and makes the rate read low, and a
+    cell sized from it ends before the interrupt it was sized for."""
     if kernel not in _RATES:
-        _RATES[kernel] = calibrate(kernel, 0.1) / 0.1
+        code = (
+            "import sys; from gilfree.measure import calibrate; "
+            "print(max(calibrate(sys.argv[1], 0.05) / 0.05 for _ in range(3)))"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", code, kernel], capture_output=True, text=True, check=True
+        )
+        _RATES[kernel] = float(out.stdout)
     return max(1, round(_RATES[kernel] * seconds))
 
 
