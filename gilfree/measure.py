@@ -354,7 +354,8 @@ class _Group:
                     serial.warm.append(timing)
             timings = list(serial.warm)
             unread = alone and not serial.readings
-            if serial.live and (unread or (self.plan.n is not None and not timings)):
+            unsized = self.plan.n is not None and not timings and self._capacity_wanted()
+            if serial.live and (unread or unsized):
                 # One more untimed run: for the sampler, and to size the
                 # capacity pair where no warm-up did.
                 extra = self._attempt(serial, sampled=unread)
@@ -390,17 +391,21 @@ class _Group:
                 cell.gil = timing.gil if timing is not None else None
         self._size_capacity(max(serial_times, default=0.0))
 
-    def _size_capacity(self, serial_s: float) -> None:
+    def _capacity_wanted(self) -> bool:
+        """Whether this group measures the host's capacity: asked for, more
+        than one worker, a parallel cell to compare, and processes here."""
         parallel = [c for c in self.cells if c.live and c.backend is not _SERIAL]
-        backend = BACKENDS[CAPACITY_BACKEND]
-        if (
-            not self.plan.capacity
-            or self.count < 2
-            or not parallel
-            or serial_s <= 0
-            or backend.availability()
-        ):
+        return (
+            self.plan.capacity
+            and self.count >= 2
+            and bool(parallel)
+            and not BACKENDS[CAPACITY_BACKEND].availability()
+        )
+
+    def _size_capacity(self, serial_s: float) -> None:
+        if serial_s <= 0 or not self._capacity_wanted():
             return
+        backend = BACKENDS[CAPACITY_BACKEND]
         kernel = KERNELS[CAPACITY_KERNEL]
         if CAPACITY_KERNEL in self.sizes and self.plan.scaling == "strong":
             n = self.sizes[CAPACITY_KERNEL]  # the very work of that kernel's cells

@@ -514,6 +514,7 @@ def test_a_subinterpreter_left_blocked_in_c_does_not_keep_the_process_alive(
     assert api.returncode == 1 and "ending the process at once" in api.stderr
 
 
+@pytest.mark.slow  # quick: test_engine_rules (the rule, exactly) and test_run_with_timeout_raises
 def test_timeout_fails_one_cell_and_the_sweep_goes_on() -> None:
     seen = []
     n = 10**9
