@@ -100,13 +100,14 @@ def threads_settle_to(count: int, timeout: float = 10.0) -> list[object]:
 
 @pytest.fixture(autouse=True)
 def fewer_rounds(monkeypatch: pytest.MonkeyPatch) -> None:
-    """At most 6 rounds a cell by default, in every test of this process:
-    the tests check what a command or a check reports, not how precise it
-    is, and a cell the host's noise keeps from its precision target would run
-    all 30 (a 2 x 12 ms cell took 2.8 s). The rules that add rounds are
-    tested with explicit limits (tests/test_rounds.py). Every round of an
+    """At most 5 rounds a cell by default (the minimum), in every test of
+    this process: the tests check what a command or a check reports, not how
+    precise it is, and a cell the host's noise keeps from its precision
+    target would run all 30 (a 2 x 12 ms cell took 2.8 s). The rules that add
+    rounds are tested with exact timings and explicit limits
+    (tests/test_engine_rules.py). Every round of an
     interpreters cell also creates subinterpreters, whose memory CPython 3.12
     and 3.13 never give back (python/cpython#110411)."""
     import gilfree.plan
 
-    monkeypatch.setattr(gilfree.plan, "DEFAULT_MAX_ROUNDS", 6)
+    monkeypatch.setattr(gilfree.plan, "DEFAULT_MAX_ROUNDS", gilfree.plan.DEFAULT_ROUNDS)

@@ -122,12 +122,25 @@ def test_the_same_build_twice_is_refused(capsys: pytest.CaptureFixture[str]) -> 
     assert "are the same build" in capsys.readouterr().err
 
 
-def test_two_builds_side_by_side(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    saved = tmp_path / "run.json"
-    args = ["run", "-k", "python,cython-nogil", "-b", "threads", "-w", "2", *QUICK]
-    code = main([*args, *BOTH, "--format", "json", "-o", str(saved)])
+@pytest.fixture(scope="module")
+def two_builds(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path, Path]:
+    """One run on two builds, shared by the tests that read it: its report,
+    its saved JSON (``--format json -o``) and its JSON lines log (``--json``)."""
+    import contextlib
+    import io
+
+    folder = tmp_path_factory.mktemp("two-builds")
+    saved, log = folder / "run.json", folder / "run.jsonl"
+    args = ["run", "-k", "python,cython-nogil", "-b", "threads", "-w", "2", *QUICK, *BOTH]
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main([*args, "--format", "json", "-o", str(saved), "--json", str(log)])
     assert code == 0
-    err = capsys.readouterr().out  # the report, as usual beside --format json -o PATH
+    return out.getvalue(), saved, log
+
+
+def test_two_builds_side_by_side(two_builds: tuple[str, Path, Path]) -> None:
+    err, saved, _ = two_builds  # the report, as usual beside --format json -o PATH
     run = load(str(saved))
     labels = [build_label(r.context) for r in run.results]
     assert len(run.results) == 4 and len(set(labels)) == 2
@@ -241,13 +254,16 @@ def test_python_does_not_apply_to_the_article(capsys: pytest.CaptureFixture[str]
     assert "--python does not apply to --article" in capsys.readouterr().err
 
 
-def test_a_saved_multi_build_run_reads_back_with_its_builds(tmp_path: Path) -> None:
-    saved = tmp_path / "run.jsonl"
-    main(["run", "-k", "python", "-b", "threads", *QUICK, *BOTH, "--json", str(saved)])
-    lines = [json.loads(ln) for ln in saved.read_text().splitlines()]
+def test_a_saved_multi_build_run_reads_back_with_its_builds(
+    two_builds: tuple[str, Path, Path],
+) -> None:
+    _, _, log = two_builds
+    lines = [json.loads(ln) for ln in log.read_text().splitlines()]
     cells = [ln for ln in lines if ln["record"] == "cell"]
-    assert cells[1]["context"]["settings"] == {"GILFREE_BUILD_TEST": "2"}
-    assert cells[1]["thread_cost"]["against"] == build_label(load(str(saved)).results[0].context)
+    other = [c for c in cells if c["context"]["settings"] == {"GILFREE_BUILD_TEST": "2"}]
+    assert len(cells) == 4 and len(other) == 2
+    first = build_label(load(str(log)).results[0].context)
+    assert all(c["thread_cost"]["against"] == first for c in other)
 
 
 # ------------------------------------------------------------- the report, from chosen results

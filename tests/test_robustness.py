@@ -66,10 +66,10 @@ def test_ctrl_c_stops_run_within_a_second(backend: str, kernel: str, tmp_path: P
     path = tmp_path / "out.jsonl"
     # A Dask cell starts a cluster (its worker processes) before it runs
     # anything: wait longer, on longer work.
-    # Elsewhere: one second of work per worker, Ctrl-C a quarter second after
+    # Elsewhere: half a second of work per worker, Ctrl-C a quarter second after
     # the workers appear, so that the cell is still running on a loaded host
     # (in a round, the capacity pair's processes come after the cell's).
-    after, seconds = (2.0, 3.0) if backend == "dask" else (0.25, 1.0)
+    after, seconds = (2.0, 3.0) if backend == "dask" else (0.25, 0.5)
     args = cli_command("run", backend, kernel, seconds)
     result = interrupt_cli(args, backend, path, after_s=after)
     _assert_clean_interrupt(result, path)

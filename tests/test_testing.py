@@ -403,7 +403,7 @@ def test_ipython_magic_prints_the_check_verdict(capsys: pytest.CaptureFixture[st
         shell.run_line_magic("load_ext", "gilfree")
         shell.user_ns["time"] = time
         shell.user_ns["python_loop"] = python_loop
-        report = shell.run_line_magic("gilcheck", "--max-time 8 time.sleep(0.05)")
+        report = shell.run_line_magic("gilcheck", "--max-time 8 --repeats 3 time.sleep(0.05)")
         out = capsys.readouterr().out
         assert "time.sleep(0.05): threads help:" in out
         assert report.verdict.startswith("threads help")
