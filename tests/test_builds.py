@@ -214,11 +214,11 @@ def test_a_build_that_crashes_fails_its_cells_and_keeps_the_others(
 
 def test_ctrl_c_stops_every_build_and_leaves_no_process(tmp_path: Path) -> None:
     saved = tmp_path / "run.jsonl"
-    # Few rounds of the one-thread timing that comes first, so that the first
-    # build is measuring well within the wait below; many cells after it, so
-    # that it is still measuring when Ctrl-C comes.
+    # A short one-thread timing comes first (no calibration: n is given), so
+    # that the first build is measuring well within the wait below; many
+    # cells after it, so that it is still measuring when Ctrl-C comes.
     cmd = [PY, "-m", "gilfree", "sweep", "-k", "python", "-b", "threads,processes"]
-    cmd += ["-w", "1,2,3,4", "--seconds", "0.2", "--rounds", "3", "--precision", "off"]
+    cmd += ["-w", "1,2,3,4", "-n", "10**6", "--rounds", "3", "--precision", "off"]
     cmd += ["--max-time", "600", "--no-progress", *BOTH, "--json", str(saved)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     seen: set[int] = set()
@@ -235,9 +235,18 @@ def test_ctrl_c_stops_every_build_and_leaves_no_process(tmp_path: Path) -> None:
     _out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "Traceback" not in err
-    time.sleep(0.5)
-    assert alive(seen) == set(), "a child outlived gilfree"
+    assert _gone(seen), "a child outlived gilfree"
     assert load(str(saved)).status == "interrupted"
+
+
+def _gone(pids: set[int], within_s: float = 5.0) -> bool:
+    """Whether every one of ``pids`` has exited within ``within_s`` (a child
+    killed by its parent's clean-up, or by its own watch on the parent, needs
+    a moment to be reaped)."""
+    deadline = time.monotonic() + within_s
+    while alive(pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not alive(pids)
 
 
 def _cmdline(pid: int) -> str:
@@ -391,7 +400,7 @@ def test_demo_puts_the_classic_experiment_of_each_build_side_by_side(
 
 def test_a_killed_gilfree_takes_its_builds_with_it(tmp_path: Path) -> None:
     cmd = [PY, "-m", "gilfree", "sweep", "-k", "python", "-b", "threads", "-w", "1,2,3,4"]
-    cmd += ["--seconds", "0.2", "--rounds", "3", "--precision", "off", "--max-time", "600"]
+    cmd += ["-n", "10**6", "--rounds", "3", "--precision", "off", "--max-time", "600"]
     cmd += ["--no-progress", *BOTH]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     seen: set[int] = set()
@@ -402,5 +411,4 @@ def test_a_killed_gilfree_takes_its_builds_with_it(tmp_path: Path) -> None:
     assert seen, "no build started"
     proc.kill()  # SIGKILL: gilfree runs no clean-up of its own
     proc.wait()
-    time.sleep(1.0)
-    assert alive(seen) == set(), "a build outlived a killed gilfree"
+    assert _gone(seen), "a build outlived a killed gilfree"

@@ -229,7 +229,7 @@ def test_no_worker_outlives_a_killed_parent_by_a_second(tmp_path: Path, method: 
     script.write_text(KILLED_PARENT_SCRIPT)
     proc = subprocess.Popen([sys.executable, str(script), method])
     # settle: the workers are past start-up, counting
-    left = _kill_once_it_has_workers(proc, within_s=1.0, settle_s=1.0)
+    left = _kill_once_it_has_workers(proc, within_s=1.0, settle_s=0.5)
     assert left == set(), f"{method}: {len(left)} process(es) outlived the killed parent by 1 s"
 
 
@@ -277,7 +277,7 @@ def test_a_worker_that_ignores_sigterm_is_killed_after_the_grace(
         import userfuncs
     finally:
         sys.path.remove(str(HERE))
-    grace = 1.0
+    grace = 0.5
     monkeypatch.setattr(gilfree.backends.processes, "STOP_GRACE_S", grace)
     kernel = as_kernel(userfuncs.ignore_sigterm, (60.0,))
     t0 = time.monotonic()
