@@ -151,6 +151,12 @@ sample_loop(void *arg)
             break;
         }
         sleep_ns(wait);
+        /* A stop asked for during the sleep ends the window: the owner
+           releases the GIL to join this thread, and a sample taken then would
+           read the join, not the work. */
+        if (__atomic_load_n(&s->stop, __ATOMIC_ACQUIRE)) {
+            break;
+        }
         s->samples++;
         if (GILFREE_LOCKED(s->gil) > 0) {
             s->held++;

@@ -25,7 +25,12 @@ from gilfree.kernels import KERNELS, MAX_N, check_count
 from gilfree.measure import MAX_WORKERS, ProgressHook, Result, context, sweep
 from gilfree.plan import DEFAULT_MAX_ROUNDS, DEFAULT_MAX_TIME, DEFAULT_PRECISION, DEFAULT_ROUNDS
 
+#: Target serial time per kernel when -n is not given (run, sweep).
 DEMO_SECONDS = 0.25
+#: The demo's: every kernel on every backend in about 15 s on 2 CPUs. Its
+#: words come from the GIL's readings, which a shorter run does not blur
+#: (a 0.15 s run gives about 3,000 samples).
+DEMO_RUN_SECONDS = 0.15
 
 
 # ------------------------------------------------------------------ argument types
@@ -332,15 +337,20 @@ def _grid_options(
     )
 
 
-def _common(p: argparse.ArgumentParser, sizing: bool = True) -> None:
+def _common(
+    p: argparse.ArgumentParser,
+    sizing: bool = True,
+    seconds: float = DEMO_SECONDS,
+    precision: float | None = DEFAULT_PRECISION,
+) -> None:
     """Options shared by the measuring commands (``sizing``: -n, --seconds and
-    --scaling, which ``check`` does not take)."""
+    --scaling, which ``check`` does not take), with the command's defaults."""
     if sizing:
-        _sizing(p)
-    _repeats(p)
+        _sizing(p, seconds)
+    _repeats(p, precision)
 
 
-def _sizing(p: argparse.ArgumentParser) -> None:
+def _sizing(p: argparse.ArgumentParser, seconds: float = DEMO_SECONDS) -> None:
     p.add_argument(
         "-n",
         type=parse_count,
@@ -353,8 +363,8 @@ def _sizing(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--seconds",
         type=parse_seconds,
-        default=DEMO_SECONDS,
-        help=f"target serial time per kernel when -n is not given (default {DEMO_SECONDS})",
+        default=seconds,
+        help=f"target serial time per kernel when -n is not given (default {seconds:g})",
     )
     p.add_argument(
         "--scaling",
@@ -364,7 +374,7 @@ def _sizing(p: argparse.ArgumentParser) -> None:
     )
 
 
-def round_options(p: argparse.ArgumentParser) -> None:
+def round_options(p: argparse.ArgumentParser, precision: float | None = DEFAULT_PRECISION) -> None:
     """``--rounds`` (``--repeats``), ``--precision``, ``--max-time``: how long to
     measure, for every measuring command and the ``%gilcheck`` magic."""
     p.add_argument(
@@ -378,13 +388,14 @@ def round_options(p: argparse.ArgumentParser) -> None:
         "serial baseline and the parallel run back to back, order alternating; the speedup is "
         "the median of the per-round ratios",
     )
+    shown = "off" if precision is None else f"{precision * 100:g}%%"
     p.add_argument(
         "--precision",
         type=parse_precision,
-        default=DEFAULT_PRECISION,
+        default=precision,
         metavar="P",
         help="add rounds until each speedup's 95%% interval is within +-P of it: 0.05 or 5%% "
-        f"(default {DEFAULT_PRECISION * 100:g}%%); off: exactly --rounds rounds",
+        f"(default {shown}); off: exactly --rounds rounds",
     )
     p.add_argument(
         "--max-time",
@@ -396,8 +407,8 @@ def round_options(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _repeats(p: argparse.ArgumentParser) -> None:
-    round_options(p)
+def _repeats(p: argparse.ArgumentParser, precision: float | None = DEFAULT_PRECISION) -> None:
+    round_options(p, precision)
     p.add_argument(
         "--max-rounds",
         type=_bounded("--max-rounds", 1, 10_000),
@@ -511,7 +522,10 @@ def build_parser() -> argparse.ArgumentParser:
         "machine's times beside the article's, what its process program got wrong, and the "
         "fair figure; -n changes the count, --rounds the rounds (default 3)",
     )
-    _common(demo)
+    # The demo's words come from the GIL's readings; its speedups, the
+    # magnitude, are shown with the interval 5 rounds give (--precision asks
+    # for more rounds).
+    _common(demo, seconds=DEMO_RUN_SECONDS, precision=None)
 
     run = sub.add_parser(
         "run",
@@ -958,8 +972,9 @@ def _report(
     for i, reason in enumerate(report.unsupported_notes(results), 1):
         console.print(f"  ({i}) {reason}")
     legend = (
-        "speedup: median of per-round serial time / parallel span, 95% interval; GIL wait: "
-        "share of time a probe thread waited for the GIL (threads, interpreters); "
+        "speedup: median of per-round serial time / parallel span, 95% interval; GIL held: "
+        "share of its time one worker alone holds the GIL, read from the GIL's state "
+        "(threads); "
     )
     if args.wide:
         legend += (

@@ -116,6 +116,8 @@ def _csv(results: Sequence[Result]) -> str:
             "share_of_capacity": _figure(r.share) if ok else "",
             "capacity_speedup": _figure(r.capacity_speedup) if ok else "",
             "busy_cpus": _figure(r.busy_cpus) if ok else "",
+            "gil_held": "" if r.gil_held is None else _figure(r.gil_held),
+            "handoffs_per_s": "" if r.handoffs_per_s is None else _figure(r.handoffs_per_s),
             "gil_wait": "" if r.contention is None else _figure(r.contention),
             "span_s": _figure(r.median_s, 6) if ok else "",
             "serial_s": _figure(r.baseline_median_s, 6) if ok else "",
@@ -133,7 +135,7 @@ def _csv(results: Sequence[Result]) -> str:
 
 
 def _markdown(results: Sequence[Result], title: str) -> str:
-    from gilfree.report import build_labels, cell_mark, unsupported_notes, verdicts
+    from gilfree.report import build_labels, cell_mark, held_cell, unsupported_notes, verdicts
 
     def x(value: float) -> str:
         return "-" if math.isnan(value) else f"{value:.2f}x"
@@ -145,7 +147,7 @@ def _markdown(results: Sequence[Result], title: str) -> str:
         "",
         "| kernel |"
         + (" build |" if multi else "")
-        + " backend | workers | speedup [95% CI] | GIL wait | mark |",
+        + " backend | workers | speedup [95% CI] | GIL held | mark |",
         "|---|" + ("---|" if multi else "") + "---|--:|--:|--:|---|",
     ]
     for r in results:
@@ -156,7 +158,7 @@ def _markdown(results: Sequence[Result], title: str) -> str:
         else:
             low, high = r.speedup_ci()
             speedup = f"{x(r.speedup)} [{low:.2f}, {high:.2f}]" + (" !" if r.warnings else "")
-            gil = r.gil.short() if r.gil is not None else ""
+            gil = held_cell(r)
             mark = cell_mark(r)
         build = f" {build_label(r.context)} |" if multi else ""
         lines.append(
@@ -206,7 +208,7 @@ figure svg {{ width: 100%; height: auto; }}
 </ul>
 <div class="scroll"><table>
 <thead><tr><th>kernel</th>{build_head}<th>backend</th><th>workers</th><th>speedup [95% CI]</th>
-<th>GIL wait</th><th>mark</th></tr></thead>
+<th>GIL held</th><th>mark</th></tr></thead>
 <tbody>
 {rows}
 </tbody>
@@ -225,7 +227,7 @@ figure svg {{ width: 100%; height: auto; }}
 def _html(results: Sequence[Result], title: str, status: str) -> str:
     from html import escape
 
-    from gilfree.report import build_labels, cell_mark, unsupported_notes, verdicts
+    from gilfree.report import build_labels, cell_mark, held_cell, unsupported_notes, verdicts
 
     reasons = unsupported_notes(results)
     multi = len(build_labels(results)) > 1
@@ -236,7 +238,7 @@ def _html(results: Sequence[Result], title: str, status: str) -> str:
             low, high = r.speedup_ci()
             flag = " !" if r.warnings else ""
             speedup = f"{r.speedup:.2f}x [{low:.2f}, {high:.2f}]{flag}"
-            gil = r.gil.short() if r.gil is not None else ""
+            gil = held_cell(r)
             mark = cell_mark(r)
         else:
             speedup = f"{r.status} ({reasons.index(r.reason.split(chr(10), 1)[0]) + 1})"

@@ -63,7 +63,16 @@ from gilfree.results import (
     context,
     median_ci,
 )
-from gilfree.sampler import GILSampler, HandoffCounter, Handoffs, SamplerReading, armed
+from gilfree.sampler import (
+    MIN_SAMPLES,
+    SAMPLE_MORE_S,
+    SOURCE_STATE,
+    GILSampler,
+    HandoffCounter,
+    Handoffs,
+    SamplerReading,
+    armed,
+)
 
 __all__ = [
     "MAX_WORKERS",
@@ -360,6 +369,8 @@ class _Group:
                 # capacity pair where no warm-up did.
                 extra = self._attempt(serial, sampled=unread)
                 timings += [extra] if extra is not None else []
+            if alone:
+                self._sample_enough(serial)
             if timings:
                 serial_times.append(statistics.median(t.span_s for t in timings))
             elif self.plan.n is None:
@@ -390,6 +401,22 @@ class _Group:
                 timing = self._attempt(cell, metered=True)
                 cell.gil = timing.gil if timing is not None else None
         self._size_capacity(max(serial_times, default=0.0))
+
+    def _sample_enough(self, serial: _Track) -> None:
+        """Sample more untimed runs of a serial run too short to give
+        :data:`MIN_SAMPLES` samples of the GIL's state (a few milliseconds),
+        until its readings hold twice that, or :data:`SAMPLE_MORE_S` seconds
+        of runs: a short run then gets a verdict too."""
+        give_up = time.monotonic() + SAMPLE_MORE_S  # wall time: a run of n=0 takes none
+        while (
+            serial.live
+            and serial.readings
+            and serial.readings[-1].source == SOURCE_STATE
+            and sum(r.samples for r in serial.readings) < 2 * MIN_SAMPLES
+            and time.monotonic() < give_up
+        ):
+            if self._attempt(serial, sampled=True) is None:
+                return
 
     def _capacity_wanted(self) -> bool:
         """Whether this group measures the host's capacity: asked for, more

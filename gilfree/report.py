@@ -14,10 +14,8 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
-from gilfree.meter import FREE_BELOW
 from gilfree.plot import PLOT_FORMATS, PlotUnavailableError, plot, plot_format, require_matplotlib
 from gilfree.results import (
-    HELP_SHARE,
     NO_GAIN,
     JsonLog,
     Result,
@@ -29,7 +27,7 @@ from gilfree.results import (
     to_json,
     write_json,
 )
-from gilfree.sampler import SOURCE_STATE, SamplerReading
+from gilfree.sampler import MIN_SAMPLES, SOURCE_STATE, SamplerReading
 
 __all__ = [
     "PLOT_FORMATS",
@@ -81,9 +79,11 @@ def table(results: Sequence[Result], title: str | None = "gilfree", wide: bool =
     failed, timed out) point to their reason in :func:`unsupported_notes`.
 
     The default fits 80 columns: kernel, backend, workers, the speedup with
-    its 95% interval (``!`` where the cell has a warning), GIL wait and a
-    one-word mark (:func:`cell_mark`). ``wide`` shows every column: n, span,
-    rounds, share of capacity, busy CPUs, start-up and the classic time."""
+    its 95% interval (``!`` where the cell has a warning), GIL held (by one
+    worker alone, :func:`held_cell`) and a one-word mark (:func:`cell_mark`).
+    ``wide`` shows every column: n, span, rounds, share of capacity, busy
+    CPUs, GIL hand-offs a second, the wait meter's GIL wait, start-up and
+    the classic time."""
     if not wide:
         return _compact(results, title)
     t = Table(title=title, title_justify="left")
@@ -99,6 +99,8 @@ def table(results: Sequence[Result], title: str | None = "gilfree", wide: bool =
         ("speedup [95% CI]", "right"),
         ("of capacity", "right"),
         ("busy CPUs", "right"),
+        ("GIL held", "right"),
+        ("hand-offs/s", "right"),
         ("GIL wait", "right"),
         ("start-up", "right"),
         ("classic", "right"),
@@ -122,6 +124,8 @@ def table(results: Sequence[Result], title: str | None = "gilfree", wide: bool =
             _speedup_cell(r),
             share,
             f"{r.busy_cpus:.2f}",
+            held_cell(r),
+            "" if r.handoffs_per_s is None else f"{r.handoffs_per_s:,.0f}",
             r.gil.short() if r.gil is not None else "",
             _s(r.setup_median_s)
             + (f" + {_s(r.cell_setup_s)} once" if r.cell_setup_s >= CELL_SETUP_SHOWN else ""),
@@ -146,6 +150,16 @@ def compact_table(title: str | None, columns: Sequence[tuple[str, str]]) -> Tabl
     for name, justify in columns:
         t.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
     return t
+
+
+def held_cell(r: Result) -> str:
+    """The share of its time one worker alone held the GIL (``97%``), read
+    from the GIL's state for a threads cell; ``no GIL`` on a build running
+    without one; empty where it was not read."""
+    if r.backend == "threads" and not r.context.gil_enabled:
+        return "no GIL"
+    held = r.gil_held
+    return "" if held is None else f"{held:.0%}"
 
 
 def _speedup_cell(r: Result) -> str:
@@ -174,7 +188,7 @@ def _compact(results: Sequence[Result], title: str | None) -> Table:
             ("backend", "left"),
             ("workers", "right"),
             ("speedup [95% CI]", "right"),
-            ("GIL wait", "right"),
+            ("GIL held", "right"),
             ("mark", "left"),
         ],
     )
@@ -185,8 +199,7 @@ def _compact(results: Sequence[Result], title: str | None) -> Table:
             t.add_row(*head, _did_not_run(r, reasons))
             continue
         speedup = _speedup_cell(r) + (" [red]![/red]" if r.warnings else "  ")
-        gil = r.gil.short() if r.gil is not None else ""
-        t.add_row(*head, speedup, gil, cell_mark(r))
+        t.add_row(*head, speedup, held_cell(r), cell_mark(r))
     return t
 
 
@@ -195,7 +208,6 @@ _MARKS = {
     "holds the GIL": "partly",
     "threads help": "helps",
     "GIL-bound": "GIL-bound",
-    "partly parallel": "partly",
     "limited elsewhere": "limited",
     "inconclusive": "unclear",
 }
@@ -256,8 +268,9 @@ def _gil(cell: Result) -> str:
     return short if short == "no GIL" else f"GIL contention {short}"
 
 
-#: A GIL wait at or above this reads contended: some thread held the GIL
-#: nearly all the time (two GIL-holding threads read 0.7 and up).
+#: Without a reading of the GIL's state, a GIL wait at or above this with
+#: fewer busy CPUs than :data:`ONE_AT_A_TIME_BELOW` is GIL-bound: a wait
+#: meter can miss short held sections, but it cannot invent waits.
 CONTENDED_FROM = 0.5
 #: Busy CPUs below this: the workers ran one at a time.
 ONE_AT_A_TIME_BELOW = 1.3
@@ -266,21 +279,20 @@ ONE_AT_A_TIME_BELOW = 1.3
 def verdict(results: Sequence[Result], kernel: str) -> str:
     """What helped ``kernel``, in words a person can act on (no name prefix).
 
-    Read from its largest worker count on each backend, and from intervals,
-    not points. The threads' speedup is judged as a share of what the same
-    number of independent processes got on this host in the same rounds (its
-    capacity): threads *help* when the whole 95% interval of that share is at
-    or above 80% and the whole interval of the speedup above 1.15x; they are
-    *GIL-bound* when the whole interval of the speedup is at or below 1.15x
-    and either the meter saw them take turns (a contended GIL, about one CPU
-    busy) or the host showed it could run that many processes in parallel;
-    *partly parallel* when the speedup is clearly above 1.15x and the share
-    clearly below 80%. An interval that straddles a line gives
-    *inconclusive*, with what would settle it. The GIL contention reading and
-    the busy CPUs must agree: threads that waited on a contended GIL with
-    about one CPU busy never "help", and threads that fell short with the GIL
-    free are *limited elsewhere*, never GIL-bound. A cell whose rounds mostly
-    disagreed with their busy CPUs is inconclusive.
+    Read from its largest worker count on each backend. For threads on a
+    build with a GIL, the word follows readings taken inside the runs, which
+    the host's speed cannot move (:func:`_from_readings`): the share of its
+    time one worker holds the GIL (read from the GIL's state while it runs
+    alone), the busy CPUs of the parallel run, and its GIL hand-offs. The
+    wall-clock speedup, with its 95% interval and its share of what as many
+    processes got here in the same rounds, is the magnitude on this host: it
+    decides no word.
+
+    Where the GIL's state could not be read (a run too short for
+    :data:`MIN_SAMPLES` samples, or a build whose GIL gilfree cannot read),
+    only the wait meter seeing the threads take turns (GIL-bound) decides;
+    anything else is *inconclusive*, saying what would settle it. Without a
+    GIL (a free-threaded build), the line is the speedup: *no GIL*.
     """
     threads = _best(results, kernel, "threads")
     others = [
@@ -294,91 +306,58 @@ def verdict(results: Sequence[Result], kernel: str) -> str:
     w = threads.workers
     speed = f"{_x(s)} [{lo:.2f}, {hi:.2f}] at {w} workers"
     cap = threads.capacity_speedup
-    measured = not math.isnan(cap)
-    ideal = min(w, threads.context.cpus_available)
-    if measured:
-        share, (sh_lo, sh_hi) = threads.share, threads.share_ci()
-        speed += f" = {share:.0%} of what {w} processes got here ({cap:.2f}x)"
-    else:
-        share, sh_lo, sh_hi = s / ideal, lo / ideal, hi / ideal
+    if not math.isnan(cap):
+        speed += f" = {threads.share:.0%} of what {w} processes got here ({cap:.2f}x)"
     if threads.too_short:
         return (
             f"inconclusive: the serial run takes {threads.baseline_median_s * 1e6:.1f} us, too "
             "short to measure parallelism; raise -n or --seconds"
         )
-    alone = threads.gil_alone
-    if (
-        threads.context.gil_enabled
-        and ideal > 1
-        and alone is not None
-        and alone.held is not None
-        and alone.source == SOURCE_STATE
-        and alone.samples >= MIN_SAMPLES
-    ):
-        return _from_readings(threads, alone, speed, others, host_parallel=_host_parallel(threads))
-    if math.isnan(s):
-        return (
-            "inconclusive: every round of threads was faster than its busy CPUs allow "
-            "(the host changed speed between runs); a quieter machine would settle it"
-        )
-    if not threads.context.gil_enabled:  # judged, as any cell, only past the checks above
-        if threads.flagged:
+    left_out = (
+        f"{threads.excluded_rounds} of {threads.rounds} rounds were faster than their busy "
+        "CPUs allow (the host changed speed)"
+    )
+    if not threads.context.gil_enabled:
+        if threads.flagged or math.isnan(s):
             return (
-                f"inconclusive: no GIL, threads {speed}, but {threads.excluded_rounds} of "
-                f"{threads.rounds} rounds were faster than their busy CPUs allow (the host "
-                "changed speed); a quieter machine would settle it"
+                f"inconclusive: no GIL, threads {speed}, but {left_out}; "
+                "a quieter machine would settle it"
             )
         return f"no GIL: threads {speed}"
-    if ideal <= 1:
+    if min(w, threads.context.cpus_available) <= 1:
         return f"threads {speed}; with one worker or one CPU nothing can run in parallel"
+    alone = threads.gil_alone
+    if alone is not None and _readable(alone):
+        return _from_readings(threads, alone, speed, others, host_parallel=_host_parallel(threads))
+    return _unread(threads, alone, speed, others)
+
+
+def _readable(alone: SamplerReading) -> bool:
+    """Enough samples of the GIL's own state to decide a word."""
+    return alone.held is not None and alone.source == SOURCE_STATE and alone.samples >= MIN_SAMPLES
+
+
+def _unread(threads: Result, alone: SamplerReading | None, speed: str, others: list[str]) -> str:
+    """The verdict of a threads cell whose GIL state was not read."""
+    if alone is None or alone.source != SOURCE_STATE:
+        why = "the GIL's state was not read on this build"
+    else:
+        why = (
+            f"one worker alone ran {alone.seconds * 1e3:.1f} ms, {alone.samples} samples of the "
+            f"GIL's state, fewer than the {MIN_SAMPLES} a verdict needs; raise -n or --seconds"
+        )
     gil = _gil(threads)
     contention = threads.contention
-    contended = contention is not None and contention >= CONTENDED_FROM
-    free = contention is not None and contention < FREE_BELOW
-    one_at_a_time = contended and threads.busy_cpus < ONE_AT_A_TIME_BELOW
-    # The host showed it can run this many workers in parallel right now.
-    host_parallel = not measured or threads.capacity_ci()[0] > NO_GAIN
-    settle = "more time (--max-time) or a quieter machine would settle it"
-    if threads.flagged:
-        return (
-            f"inconclusive: threads {speed}, but {threads.excluded_rounds} of "
-            f"{threads.rounds} rounds were faster than their busy CPUs allow (the host "
-            "changed speed); a quieter machine would settle it"
-        )
-    disagree = (
-        f"inconclusive: threads {speed}, yet {gil} with {threads.busy_cpus:.2f} busy CPUs "
-        f"says they ran one at a time; {settle}"
-    )
-    if sh_lo >= HELP_SHARE and lo > NO_GAIN:
-        if one_at_a_time:
-            return disagree
-        return f"threads help: {speed}" + (f", {gil}" if gil else "")
-    if free and (sh_hi < HELP_SHARE or hi <= NO_GAIN):
-        # Threads fell short, but the meter says the GIL was free: the limit is
-        # elsewhere, and releasing the GIL more would not help.
-        line = f"limited elsewhere: threads {speed} with the GIL free ({gil})"
-        advice = [*others, "look at CPUs, memory bandwidth, locks or a busy machine"]
-    elif hi <= NO_GAIN and not free and (one_at_a_time or host_parallel):
-        # No gain, and either the meter saw the threads take turns on the GIL
-        # or the host showed it could have run them in parallel.
-        line = f"GIL-bound: threads {_x(s)} [{lo:.2f}, {hi:.2f}]" + (f" ({gil})" if gil else "")
-        advice = [*others, "or release the GIL in the hot loop"]
-    elif lo > NO_GAIN and sh_hi < HELP_SHARE:
-        if one_at_a_time:
-            return disagree
-        line = f"partly parallel: threads {speed}" + (f" ({gil})" if gil else "")
-        advice = others
-    elif not host_parallel:
-        return (
-            f"inconclusive: threads {speed}, and {w} independent processes got only "
-            f"{cap:.2f}x on this host just now, so it could not show parallelism; {settle}"
-        )
-    else:
-        return (
-            f"inconclusive: threads {speed} straddles a line (GIL-bound at or below "
-            f"{NO_GAIN}x, helping from {HELP_SHARE:.0%} of capacity); {settle}"
-        )
-    return "; ".join([line, *advice])
+    busy = threads.busy_cpus
+    if (
+        contention is not None
+        and contention >= CONTENDED_FROM
+        and busy < ONE_AT_A_TIME_BELOW
+        and not threads.flagged
+    ):
+        line = f"GIL-bound: threads {speed} took turns ({gil}, {busy:.2f} busy CPUs)"
+        return "; ".join([line, *others, "or release the GIL in the hot loop"])
+    return f"inconclusive: {why}; threads {speed}" + (f" ({gil})" if gil else "")
 
 
 #: The held share of one worker alone (read from the GIL's state) decides
@@ -387,9 +366,6 @@ GIL_BOUND_FROM = 0.9
 #: ...at or below this, the GIL is free (threads help, or something else
 #: limits them); in between, the function holds the GIL that share of its time.
 GIL_FREE_UP_TO = 0.1
-#: Fewer samples than this (a run of a few milliseconds) leave the verdict to
-#: the timings.
-MIN_SAMPLES = 100
 #: With the GIL free, threads that kept at least this share of their CPUs
 #: busy (or ran clearly faster) are helped...
 BUSY_SHARE_HELPS = 0.7
@@ -460,8 +436,7 @@ def _from_readings(
 
 def verdict_word(results: Sequence[Result], kernel: str) -> str:
     """The first word(s) of :func:`verdict`: ``threads help``, ``GIL-bound``,
-    ``holds the GIL``, ``partly parallel``, ``limited elsewhere``,
-    ``inconclusive``, ``no GIL``..."""
+    ``holds the GIL``, ``limited elsewhere``, ``inconclusive``, ``no GIL``..."""
     word = verdict(results, kernel).split(":", 1)[0]
     return "holds the GIL" if word.startswith("holds the GIL") else word
 

@@ -68,10 +68,6 @@ CPU_BOUND_ABOVE = 0.5
 #: A serial run shorter than this measures the harness (starting threads,
 #: the start line), not parallelism: too short to judge.
 SHORT_RUN_S = 0.001
-#: Threads help once they reach this share of what independent processes
-#: got on this host in the same rounds (or of the ideal, where the capacity
-#: was not measured).
-HELP_SHARE = 0.8
 #: At or below this speedup, threads gained nothing worth having.
 NO_GAIN = 1.15
 #: The fewest rounds kept before an interval may count as precise.
@@ -533,30 +529,17 @@ class Result:
         return (high - low) / 2 / self.share if self.share > 0 else float("nan")
 
     @property
-    def share_decided(self) -> bool:
-        """The whole interval of :attr:`share` lies on one side of
-        :data:`HELP_SHARE`, the line the verdicts draw with it."""
-        low, high = self.share_ci()
-        return low >= HELP_SHARE or high < HELP_SHARE
-
-    @property
     def precision_reached(self) -> bool | None:
-        """Whether the intervals are narrow enough to decide (None: no
-        precision was asked): the speedup's within the precision, and the
-        share of capacity's (where the capacity was measured; the verdicts
-        read both) within it too, or wholly on one side of the line the
-        verdicts draw at :data:`HELP_SHARE`. Never with fewer than
-        :data:`MIN_ROUNDS_FOR_CI` rounds kept: an interval from one or two
-        rounds says nothing."""
+        """Whether the speedup's 95% interval is within the precision asked
+        (None: none was asked). The speedup is the magnitude on this host;
+        the verdict's word comes from readings inside the runs, which more
+        rounds do not change. Never with fewer than :data:`MIN_ROUNDS_FOR_CI`
+        rounds kept: an interval from one or two rounds says nothing."""
         if self.precision is None:
             return None
         if len(self._kept()) < MIN_ROUNDS_FOR_CI:
             return False
-        share = self.share_half_width
-        return bool(
-            self.half_width <= self.precision
-            and (math.isnan(share) or share <= self.precision or self.share_decided)
-        )
+        return bool(self.half_width <= self.precision)
 
     def _capacity_kept(self) -> list[float]:
         return [c.speedup for c in self.capacity if c is not None and c.consistent]

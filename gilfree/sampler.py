@@ -49,6 +49,7 @@ from gilfree.meter import GILMeter, gil_enabled
 
 __all__ = [
     "DEFAULT_SAMPLE_INTERVAL",
+    "MIN_SAMPLES",
     "GILSampler",
     "HandoffCounter",
     "Handoffs",
@@ -65,6 +66,12 @@ DEFAULT_SAMPLE_INTERVAL = 50e-6
 
 #: How the reading was taken (:attr:`SamplerReading.source`).
 SOURCE_STATE = "gil state"
+#: Fewer samples than this decide no verdict: the engine samples a short
+#: serial run again until its readings hold twice as many (or
+#: :data:`SAMPLE_MORE_S` seconds of runs).
+MIN_SAMPLES = 100
+#: The most seconds of extra sampled runs a short serial run gets.
+SAMPLE_MORE_S = 0.2
 SOURCE_NONE = "no GIL"
 SOURCE_METER = "wait meter"
 

@@ -56,7 +56,13 @@ def test_ground_truth_kernels_read_their_share(kernel: str, share: float) -> Non
     # The io kernel takes n / rate / share: size it to about 0.2 s too.
     n = _n(0.2 * share) if kernel == "io" else _n(0.2)
     r = _held(lambda: countdown(n, kernel=kernel, gil_share=share))
-    assert abs(r.held - share) <= 0.05, r  # type: ignore[operator]
+    # The mixed kernel counts in both parts, so a busy host slows both alike
+    # and its share stays true. The io kernel's free part is a wait, whose
+    # wake-up comes late when another process has the CPU: on a loaded host
+    # its true share moves (0.25 has read 0.18). The figures to +-0.03, on a
+    # quiet host, are bench/sampler_figures.py's.
+    tolerance = 0.05 if kernel == "mixed" else 0.1
+    assert abs(r.held - share) <= tolerance, r  # type: ignore[operator]
     lo, hi = r.held_ci
     assert lo <= r.held <= hi  # type: ignore[operator]
 
@@ -326,3 +332,33 @@ def test_the_sampler_reads_one_untimed_serial_run_and_no_timed_one(
     assert len(started) == 1
     assert len(r.warmups) == warmups and r.rounds == 3
     assert r.gil_alone is not None and r.gil_alone.samples == started[0].reading().samples
+
+
+@needs_gil
+def test_a_short_serial_run_is_sampled_again_until_it_can_decide() -> None:
+    # 3 ms of work gives about 60 samples a run: too few to decide a word.
+    # The engine samples more untimed runs of it, pooled, until the reading
+    # holds at least twice the samples a verdict needs.
+    from gilfree import run
+    from gilfree.report import verdict_word
+    from gilfree.sampler import MIN_SAMPLES
+
+    r = run("cython-gil", "threads", workers=2, n=_n(0.003), repeats=1, precision=None)
+    assert r.gil_alone is not None and r.gil_alone.samples >= 2 * MIN_SAMPLES
+    assert r.gil_alone.seconds < 0.2 + 0.01  # the extra runs' budget, and one run past it
+    assert verdict_word([r], "cython-gil") == "GIL-bound"
+
+
+@needs_gil
+def test_a_run_of_no_work_is_not_sampled_forever() -> None:
+    # n=0 gives no samples however often it runs: the extra runs stop at
+    # their budget of wall time, and the cell says it is too short.
+    import time
+
+    from gilfree import run
+    from gilfree.sampler import SAMPLE_MORE_S
+
+    t0 = time.monotonic()
+    r = run("cython-gil", "threads", workers=2, n=0, repeats=1, precision=None, capacity=False)
+    assert time.monotonic() - t0 < SAMPLE_MORE_S + 2
+    assert r.too_short

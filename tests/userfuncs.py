@@ -24,6 +24,11 @@ def count_nogil(n: int, kernel: str = "cython-nogil") -> int:
     return countdown(n, kernel)
 
 
+def mixed_half(n: int) -> int:
+    """Holds the GIL half its time, in 50 us sections (the mixed kernel)."""
+    return countdown(n, kernel="mixed", gil_share=0.5)
+
+
 def boom(*args: object, **kwargs: object) -> None:
     raise ValueError(f"boom {args} {kwargs}")
 
