@@ -171,14 +171,18 @@ def test_cli_unreachable_scheduler_exits_2_before_any_work(
 
 
 def test_cli_scheduler_at_a_live_port_that_is_not_dask_exits_2_within_seconds(
-    capsys: pytest.CaptureFixture[str],
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A web server accepts the connection and waits for a request: a Client
-    # would wait with it for minutes.
+    # would wait with it for minutes. (The wait for a scheduler's greeting is
+    # cut to half a second: the path is the same at the real 2 s.)
     import http.server
     import threading
 
+    import gilfree.backends.dask
     from gilfree.cli import main
+
+    monkeypatch.setattr(gilfree.backends.dask, "HANDSHAKE_TIMEOUT_S", 0.5)
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)

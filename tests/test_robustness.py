@@ -50,13 +50,15 @@ def _assert_clean_interrupt(  # type: ignore[no-untyped-def]
 @pytest.mark.parametrize(
     ("backend", "kernel"),
     [
-        # One case per backend in the default run, the rest of the matrix in -m slow.
+        # Threads and interpreters in the default run, the rest of the matrix in -m slow.
         pytest.param("threads", "python", marks=pytest.mark.slow),
         ("threads", "cython-gil"),  # holds the GIL: the main thread cannot run Python
         pytest.param("threads", "cython-object", marks=pytest.mark.slow),
         pytest.param("threads", "cython-nogil", marks=pytest.mark.slow),
         pytest.param("processes", "python", marks=pytest.mark.slow),
-        ("processes", "cython-gil"),
+        # Quick: test_sigterm_stops_a_run_as_ctrl_c_does[processes-cython-nogil]
+        # stops a processes cell through the same handler.
+        pytest.param("processes", "cython-gil", marks=pytest.mark.slow),
         pytest.param("interpreters", "python", marks=needs_interpreters),
         pytest.param("interpreters", "cython-gil", marks=[needs_interpreters, pytest.mark.slow]),
         pytest.param("dask", "python", marks=pytest.mark.slow),
