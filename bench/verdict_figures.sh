@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # The figures of "Trustworthy speedups on a noisy machine", for one interpreter.
-# Run it on a quiet machine (nothing else running); about 20 minutes on 2 cores.
+# Run it on a quiet machine (nothing else running); about 10 minutes on 2 cores.
 #
 #   bash bench/verdict_figures.sh [PYTHON]      (default: python3)
 #
-# Writes bench/results/{verdicts,noise,article,demo,demo-time}-X.Y.txt and demo-X.Y.jsonl
-# (the demo's every timing, readable with gilfree show).
+# Writes bench/results/{verdicts,noise,article,demo,demo-time,answer-speed,
+# answer-speed-noise}-X.Y.txt and demo-X.Y.jsonl (the demo's every timing,
+# readable with gilfree show).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 py=${1:-python3}
@@ -24,4 +25,8 @@ with open(sys.argv[1], "w") as f:
 print(f"gilfree demo (defaults): {time.perf_counter() - t:.1f} s")' "$out/demo-$v.txt" \
     "$out/demo-$v.jsonl" \
     > "$out/demo-time-$v.txt"
-echo "written: $out/{verdicts,noise,article,demo,demo-time}-$v.txt"
+# How fast demo and check answer, and whether their words hold, quiet and
+# with a CPU hog.
+"$py" bench/answer_speed.py --demo-runs 10 --check-runs 3 > "$out/answer-speed-$v.txt"
+"$py" bench/answer_speed.py --demo-runs 3 --check-runs 2 --noise > "$out/answer-speed-noise-$v.txt"
+echo "written: $out/{verdicts,noise,article,demo,demo-time,answer-speed,answer-speed-noise}-$v.txt"
