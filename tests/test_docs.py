@@ -69,7 +69,8 @@ MEASURED_BLOCK_STARTS = (
     "Machine:",
     "The classic experiment",
     "check: ",
-    "python: highest",
+    "python: GIL-bound",
+    "demo: median",
     "GIL sampler:",
 )
 
