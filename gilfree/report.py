@@ -306,7 +306,9 @@ def verdict(results: Sequence[Result], kernel: str) -> str:
     w = threads.workers
     speed = f"{_x(s)} [{lo:.2f}, {hi:.2f}] at {w} workers"
     cap = threads.capacity_speedup
-    if not math.isnan(cap):
+    if math.isnan(s):
+        speed = f"kept no round at {w} workers (each was faster than its busy CPUs allow)"
+    elif not math.isnan(cap):
         speed += f" = {threads.share:.0%} of what {w} processes got here ({cap:.2f}x)"
     if threads.too_short:
         return (
@@ -318,7 +320,12 @@ def verdict(results: Sequence[Result], kernel: str) -> str:
         "CPUs allow (the host changed speed)"
     )
     if not threads.context.gil_enabled:
-        if threads.flagged or math.isnan(s):
+        if math.isnan(s):
+            return (
+                f"inconclusive: no GIL, threads {speed}: the host changed speed; "
+                "a quieter machine would settle it"
+            )
+        if threads.flagged:
             return (
                 f"inconclusive: no GIL, threads {speed}, but {left_out}; "
                 "a quieter machine would settle it"
@@ -399,9 +406,7 @@ def _from_readings(
     busy = threads.busy_cpus
     handoffs = threads.handoffs_per_s
     extra = f", {handoffs:,.0f} GIL hand-offs/s" if handoffs is not None and handoffs >= 1 else ""
-    if math.isnan(threads.speedup):
-        speed = "kept no round (each was faster than its busy CPUs allow)"
-    elif threads.flagged:
+    if threads.flagged and not math.isnan(threads.speedup):
         extra += (
             f"; {threads.excluded_rounds} of {threads.rounds} rounds were left out of the "
             "speedup (the host changed speed)"
