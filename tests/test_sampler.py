@@ -57,12 +57,18 @@ def test_ground_truth_kernels_read_their_share(kernel: str, share: float) -> Non
     n = _n(0.2 * share) if kernel == "io" else _n(0.2)
     r = _held(lambda: countdown(n, kernel=kernel, gil_share=share))
     # The mixed kernel counts in both parts, so a busy host slows both alike
-    # and its share stays true. The io kernel's free part is a wait, whose
-    # wake-up comes late when another process has the CPU: on a loaded host
-    # its true share moves (0.25 has read 0.18). The figures to +-0.03, on a
-    # quiet host, are bench/sampler_figures.py's.
-    tolerance = 0.05 if kernel == "mixed" else 0.1
-    assert abs(r.held - share) <= tolerance, r  # type: ignore[operator]
+    # and its share stays true: +-0.05. The io kernel's free part is a wait.
+    # With no CPU free, the sampler's wake-ups wait for one, and a CPU frees
+    # up when the kernel waits: its samples lean toward the free part, and
+    # the share reads low (0.25 has read 0.18 on a busy host, lower under a
+    # CPU hog). So io is held to the side the bias cannot reach, and to
+    # seeing its held sections at all; the figures to +-0.03, on a quiet
+    # host, are bench/sampler_figures.py's.
+    held = r.held or 0.0
+    if kernel == "mixed":
+        assert abs(held - share) <= 0.05, r
+    else:
+        assert share / 3 <= held <= share + 0.05, r
     lo, hi = r.held_ci
     assert lo <= r.held <= hi  # type: ignore[operator]
 
@@ -345,7 +351,10 @@ def test_a_short_serial_run_is_sampled_again_until_it_can_decide() -> None:
 
     r = run("cython-gil", "threads", workers=2, n=_n(0.003), repeats=1, precision=None)
     assert r.gil_alone is not None and r.gil_alone.samples >= 2 * MIN_SAMPLES
-    assert r.gil_alone.seconds < 0.2 + 0.01  # the extra runs' budget, and one run past it
+    # The extra runs stop at their budget (0.2 s of wall time after the first
+    # sampled run): bounded, with room for the runs either side of it on a
+    # loaded host.
+    assert r.gil_alone.seconds < 0.2 + 0.1
     assert verdict_word([r], "cython-gil") == "GIL-bound"
 
 
