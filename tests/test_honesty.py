@@ -104,6 +104,8 @@ def test_gil_use_matches_registry(kernel: Kernel) -> None:
 
 
 @pytest.mark.needs_gil
+@pytest.mark.slow  # a rate of progress, which a CPU hog moves; quick: test_sampler.py's
+# test_a_kernel_that_holds_the_gil_reads_held_and_one_that_releases_it_reads_free
 def test_nogil_and_gil_kernels_differ_clearly() -> None:
     # The headline property, side by side: while cython-nogil counts, the main
     # thread runs freely; while cython-gil counts, it starves.
