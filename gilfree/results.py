@@ -522,13 +522,6 @@ class Result:
         return (high - low) / 2 / self.speedup if self.speedup > 0 else float("nan")
 
     @property
-    def share_half_width(self) -> float:
-        """Half the 95% interval of :attr:`share`, as a share of it (NaN
-        where the capacity was not measured)."""
-        low, high = self.share_ci()
-        return (high - low) / 2 / self.share if self.share > 0 else float("nan")
-
-    @property
     def precision_reached(self) -> bool | None:
         """Whether the speedup's 95% interval is within the precision asked
         (None: none was asked). The speedup is the magnitude on this host;
@@ -624,10 +617,8 @@ class Result:
                 "parallel run) and were left out; run it on a quieter machine"
             )
         if self.precision_reached is False:
-            share = self.share_half_width
-            of_share = "" if math.isnan(share) else f", its share of capacity to +-{share:.0%}"
             notes.append(
-                f"{where}: speedup known to +-{self.half_width:.0%}{of_share} after "
+                f"{where}: speedup known to +-{self.half_width:.0%} after "
                 f"{self.rounds} rounds (asked: +-{self.precision:.0%}; stopped: {self.stopped}); "
                 "give it more time (--max-time) or a quieter machine"
             )

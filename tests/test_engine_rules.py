@@ -4,23 +4,38 @@ stopping, budgets and failures, driven by scripted backends on a fake clock
 
 from __future__ import annotations
 
-import pytest
-from fakeengine import dies, scripted
+from typing import Any
 
-from gilfree import sweep
+import pytest
+from fakeengine import FakeClock, Step, dies, scripted
+
+from gilfree import Result, sweep
 from gilfree.report import verdict_word
 
 #: Serial runs of one second, as many as any test needs. (Tests that add
-#: rounds past the minimum set max_rounds: conftest caps the default at 6.)
+#: rounds past the minimum set max_rounds: conftest caps the default at 5.)
 SECOND = [1.0] * 40
+
+
+def one_cell(
+    monkeypatch: pytest.MonkeyPatch,
+    steps: list[Step],
+    workers: tuple[int, ...] = (2,),
+    **options: Any,
+) -> tuple[FakeClock, list[Result]]:
+    """``python`` on scripted threads taking ``steps``, against serial runs
+    of one second: n=1000, no warm-up, no capacity pair unless ``options``
+    say otherwise."""
+    clock, backend = scripted(monkeypatch, {"python": SECOND})
+    options = {"n": 1000, "warmups": 0, "capacity": False, **options}
+    cells = sweep(["python"], [backend("threads", {"python": steps})], list(workers), **options)
+    return clock, cells
 
 
 def test_a_steady_cell_stops_at_the_minimum_rounds_once_precise(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    clock, backend = scripted(monkeypatch, {"python": SECOND})
-    cell = backend("threads", {"python": [(0.5, 2.0)] * 40})
-    (r,) = sweep(["python"], [cell], [2], n=1000, warmups=0, capacity=False)
+    clock, (r,) = one_cell(monkeypatch, [(0.5, 2.0)] * 40)
     assert r.rounds == 5 and r.excluded_rounds == 0
     assert r.speedup == 2.0 and r.speedup_ci() == (2.0, 2.0)
     assert r.stopped == "precision reached" and r.precision_reached
@@ -30,17 +45,8 @@ def test_a_steady_cell_stops_at_the_minimum_rounds_once_precise(
 def test_rounds_left_out_do_not_count_toward_the_minimum(monkeypatch: pytest.MonkeyPatch) -> None:
     # One busy CPU: 2x is impossible. Rounds 2 and 5 (0-based 1 and 4) claim
     # it: left out, so it takes seven rounds to keep five.
-    _clock, backend = scripted(monkeypatch, {"python": SECOND})
     steps = [(1.0, 1.0), (0.5, 1.0), (1.0, 1.0), (1.0, 1.0), (0.5, 1.0)] + [(1.0, 1.0)] * 20
-    (r,) = sweep(
-        ["python"],
-        [backend("threads", {"python": steps})],
-        [2],
-        n=1000,
-        warmups=0,
-        capacity=False,
-        max_rounds=30,
-    )
+    _clock, (r,) = one_cell(monkeypatch, steps, max_rounds=30)
     assert r.round_consistent == [True, False, True, True, False, True, True]
     assert r.rounds == 7 and r.excluded_rounds == 2 and r.speedup == 1.0
     assert r.stopped == "precision reached"
@@ -49,9 +55,8 @@ def test_rounds_left_out_do_not_count_toward_the_minimum(monkeypatch: pytest.Mon
 def test_a_cell_with_most_rounds_left_out_is_flagged_and_judged_inconclusive(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    _clock, backend = scripted(monkeypatch, {"python": SECOND})
-    cell = backend("threads", {"python": [(0.5, 1.0)] * 40})  # every round impossible
-    (r,) = sweep(["python"], [cell], [2], n=1000, warmups=0, capacity=False, max_rounds=8)
+    every_round_impossible = [(0.5, 1.0)] * 40
+    _clock, (r,) = one_cell(monkeypatch, every_round_impossible, max_rounds=8)
     assert r.rounds == 8 and r.excluded_rounds == 8 and r.flagged
     assert r.stopped == "round limit"
     assert verdict_word([r], "python") == "inconclusive"
@@ -60,18 +65,8 @@ def test_a_cell_with_most_rounds_left_out_is_flagged_and_judged_inconclusive(
 def test_a_noisy_cell_runs_to_the_round_limit_and_says_what_it_reached(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    _clock, backend = scripted(monkeypatch, {"python": SECOND})
     noisy = [(0.5, 2.0), (0.8, 2.0)] * 20  # 2x and 1.25x by turns: never within 1%
-    (r,) = sweep(
-        ["python"],
-        [backend("threads", {"python": noisy})],
-        [2],
-        n=1000,
-        warmups=0,
-        capacity=False,
-        precision=0.01,
-        max_rounds=9,
-    )
+    _clock, (r,) = one_cell(monkeypatch, noisy, precision=0.01, max_rounds=9)
     assert r.rounds == 9 and r.stopped == "round limit" and r.precision_reached is False
     assert any("asked: +-1%" in w for w in r.warnings)
     low, high = r.speedup_ci()
@@ -82,33 +77,12 @@ def test_the_time_budget_stops_after_the_minimum_and_not_before(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Two seconds a round, never precise: a 15 s budget is spent after round 8.
-    clock, backend = scripted(monkeypatch, {"python": SECOND})
     noisy = [(0.5, 2.0), (1.5, 2.0)] * 20
-    (r,) = sweep(
-        ["python"],
-        [backend("threads", {"python": noisy})],
-        [2],
-        n=1000,
-        warmups=0,
-        capacity=False,
-        precision=0.01,
-        max_time=15,
-        max_rounds=30,
-    )
+    clock, (r,) = one_cell(monkeypatch, noisy, precision=0.01, max_time=15, max_rounds=30)
     assert r.rounds == 8 and r.stopped == "time budget"
     assert clock.now - 1000 == 16  # 13.5 s after seven rounds: one more was begun
     # A budget spent before the minimum still gets the minimum.
-    _clock, backend = scripted(monkeypatch, {"python": SECOND})
-    (r,) = sweep(
-        ["python"],
-        [backend("threads", {"python": noisy})],
-        [2],
-        n=1000,
-        warmups=0,
-        capacity=False,
-        precision=0.01,
-        max_time=0.5,
-    )
+    clock, (r,) = one_cell(monkeypatch, noisy, precision=0.01, max_time=0.5)
     assert r.rounds == 5 and r.stopped == "time budget"
 
 
@@ -116,18 +90,9 @@ def test_worker_counts_share_the_budget_one_after_another(monkeypatch: pytest.Mo
     # 20 s for two worker counts, rounds of 1.5 s and 2.5 s by turns: the
     # first gets half (10 s), spent in its sixth round (12 s); the second gets
     # what is left (8 s), spent within the five it must have (9.5 s).
-    _clock, backend = scripted(monkeypatch, {"python": SECOND})
     noisy = [(0.5, 2.0), (1.5, 2.0)] * 20
-    results = sweep(
-        ["python"],
-        [backend("threads", {"python": noisy})],
-        [2, 3],
-        n=1000,
-        warmups=0,
-        capacity=False,
-        precision=0.01,
-        max_time=20,
-        max_rounds=30,
+    _clock, results = one_cell(
+        monkeypatch, noisy, workers=(2, 3), precision=0.01, max_time=20, max_rounds=30
     )
     assert [(r.workers, r.rounds, r.stopped) for r in results] == [
         (2, 6, "time budget"),
@@ -136,18 +101,8 @@ def test_worker_counts_share_the_budget_one_after_another(monkeypatch: pytest.Mo
 
 
 def test_fixed_rounds_without_a_precision(monkeypatch: pytest.MonkeyPatch) -> None:
-    _clock, backend = scripted(monkeypatch, {"python": SECOND})
     noisy = [(0.5, 2.0), (1.5, 2.0)] * 20
-    (r,) = sweep(
-        ["python"],
-        [backend("threads", {"python": noisy})],
-        [2],
-        n=1000,
-        warmups=0,
-        capacity=False,
-        precision=None,
-        repeats=3,
-    )
+    _clock, (r,) = one_cell(monkeypatch, noisy, precision=None, repeats=3)
     assert r.rounds == 3 and r.stopped == "fixed rounds" and r.precision_reached is None
 
 
