@@ -224,6 +224,14 @@ def _can_watch_sigint() -> bool:
 _sigints = 0
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C would be (the command line's handler
+    raises it), so a terminated run stops its workers, prints the cells
+    measured so far and ends its JSON log ``interrupted``, exactly as Ctrl-C
+    does (exit status 143). It comes from a signal, so :func:`is_ctrl_c`
+    never takes it for a user's function raising KeyboardInterrupt."""
+
+
 def _count_sigint(signum: int, frame: object) -> None:
     global _sigints
     _sigints += 1
@@ -271,10 +279,13 @@ def sigint_count() -> int | None:
 def is_ctrl_c(exc: BaseException, count_before: int | None) -> bool:
     """Whether ``exc``, caught in this thread, may be a real Ctrl-C: a
     KeyboardInterrupt in the main thread, unless SIGINTs are counted and none
-    came since ``count_before``. Another thread never receives one: there
+    came since ``count_before``; a :class:`Terminated` always is a signal.
+    Another thread never receives one: there
     a KeyboardInterrupt was raised by the code itself."""
     if not isinstance(exc, KeyboardInterrupt):
         return False
     if threading.current_thread() is not threading.main_thread():
         return False
+    if isinstance(exc, Terminated):  # raised by the SIGTERM handler, never by user code
+        return True
     return count_before is None or sigint_count() != count_before

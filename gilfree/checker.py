@@ -27,12 +27,14 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import importlib
+import inspect
 import math
 import os
 import sys
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from gilfree._watch import is_ctrl_c, sigint_count
 from gilfree.backends import DEFAULT_BACKENDS, Backend
@@ -107,8 +109,56 @@ def resolve(target: str) -> Callable[..., Any]:
         obj = getattr(obj, part)
         walked += (":" if walked == module_name else ".") + part
     if not callable(obj):
-        raise ResolveError(f"{target!r} is a {type(obj).__name__}, not a callable")
+        raise ResolveError(f"{target!r} is {_a(type(obj).__name__)}, not a callable")
+    why = _body_not_run(obj)
+    if why:
+        raise ResolveError(f"{target!r} {why}")
     return obj  # type: ignore[no-any-return]
+
+
+def _a(noun: str) -> str:
+    """``an int``, ``a str``: the article a type's name takes."""
+    return ("an " if noun[:1].lower() in "aeiou" else "a ") + noun
+
+
+#: What to write instead of a function whose call does not run its body.
+_RUN_IT = (
+    "; gilfree times calls, so give it a plain function that does the work, e.g. def run(): {}"
+)
+
+
+def _body_not_run(fn: Any) -> str | None:
+    """Why calling ``fn`` would not run its body (a generator or coroutine
+    function: the call only creates the object), or None."""
+    if inspect.isasyncgenfunction(fn):
+        how = "async for _ in f(...): pass, run with asyncio.run"
+        return "is an async generator function: calling it runs none of its body" + (
+            _RUN_IT.format(how)
+        )
+    if inspect.iscoroutinefunction(fn):
+        return "is a coroutine function (async def): calling it runs none of its body" + (
+            _RUN_IT.format("asyncio.run(f(...))")
+        )
+    if inspect.isgeneratorfunction(fn):
+        return "is a generator function: calling it runs none of its body" + _RUN_IT.format(
+            "collections.deque(f(...), maxlen=0)"
+        )
+    return None
+
+
+def _not_run_result(fn: Any, value: Any) -> None:
+    """Refuse a call that returned a generator or coroutine: its body did not
+    run, so timing the call would measure nothing. The object is closed, so
+    a coroutine does not warn that it was never awaited."""
+    if inspect.isgenerator(value) or inspect.iscoroutine(value) or inspect.isasyncgen(value):
+        kind = type(value).__name__
+        if not inspect.isasyncgen(value):  # an async generator closes only when awaited
+            value.close()
+        raise TypeError(
+            f"{callable_name(fn)} returned {_a(kind)}: its body did not run, so there is "
+            "nothing to measure"
+            + _RUN_IT.format("collections.deque(f(...), maxlen=0) or asyncio.run(f(...))")
+        )
 
 
 def _one_line(exc: BaseException) -> str:
@@ -137,17 +187,56 @@ class Calls:
 
     def __call__(self, n: int) -> int:
         fn, args, kwargs = self.fn, self.args, self.kwargs or {}
+        if fn is _REAL_EXIT:  # os:_exit itself, resolved before _exit_refused replaced it
+            fn = os._exit
         sigints = sigint_count()
+        _calling.fn = self.fn  # os._exit in this thread is the function's own (_exit_refused)
         try:
             for _ in range(n):
-                fn(*args, **kwargs)
+                value = fn(*args, **kwargs)
+            if n:
+                _not_run_result(fn, value)
         except (KeyboardInterrupt, SystemExit) as exc:
             if is_ctrl_c(exc, sigints):
                 raise
             raise FunctionExit(
                 f"{callable_name(fn)} raised {type(exc).__name__}{_exit_args(exc)} itself"
             ) from exc
+        finally:
+            _calling.fn = None
         return n
+
+
+_REAL_EXIT = os._exit
+
+#: The user's function a thread is calling now (``fn``), if any.
+_calling = threading.local()
+
+
+@contextlib.contextmanager
+def _exit_refused() -> Iterator[None]:
+    """While the block runs, ``os._exit`` called by the user's function in
+    this process raises :class:`FunctionExit` instead of ending it. An
+    ``os._exit(0)`` would end gilfree with status 0, no report and a JSON log
+    holding only its start line: a check that never finished would look
+    like success. Called anywhere else (a forked worker process, gilfree
+    itself) it exits as always."""
+    real, owner = os._exit, os.getpid()
+
+    def refused(status: int) -> NoReturn:
+        fn = getattr(_calling, "fn", None)
+        if fn is None or os.getpid() != owner:
+            real(status)
+        raise FunctionExit(
+            f"{callable_name(fn)} called os._exit({status!r}), which would end gilfree at "
+            "once with no result; the call was stopped there instead"
+        )
+
+    os._exit = refused
+    try:
+        yield
+    finally:
+        os._exit = real
 
 
 def _exit_args(exc: BaseException) -> str:
@@ -167,6 +256,9 @@ def as_kernel(
     """``fn(*args, **kwargs)`` as a :class:`Kernel` whose ``n`` counts calls."""
     if not callable(fn):
         raise TypeError(f"fn must be callable, not {type(fn).__name__}")
+    why = _body_not_run(fn)
+    if why:
+        raise TypeError(f"{callable_name(fn)} {why}")
     return Kernel(
         name=callable_name(fn),
         func=Calls(fn, tuple(args), dict(kwargs) if kwargs else None),
@@ -257,18 +349,18 @@ class CheckReport:
     def __str__(self) -> str:
         from io import StringIO
 
-        from rich.console import Console
-
+        from gilfree._text import console as plain_console
+        from gilfree._text import shown
         from gilfree.report import table, unsupported_notes
 
         out = StringIO()
-        console = Console(file=out, width=200, highlight=False, color_system=None)
+        console = plain_console(file=out, width=200, color_system=None)
         console.print(table(self.results, title=f"check: {self.function}"))
         for i, reason in enumerate(unsupported_notes(self.results), 1):
-            console.print(f"  ({i}) {reason}")
+            console.print(shown(f"  ({i}) {reason}"))
         for note in self.warnings:
-            console.print(f"warning: {note}")
-        console.print(f"{self.function}: {self.verdict}")
+            console.print(shown(f"warning: {note}"))
+        console.print(shown(f"{self.function}: {self.verdict}"))
         return out.getvalue().rstrip("\n")
 
 
@@ -336,7 +428,7 @@ def check_call(
     n = check_count(calls, "calls", minimum=1, maximum=10**9)
     if blas_threads is not None:
         check_count(blas_threads, "blas_threads", minimum=1, maximum=4096)
-    with _blas_limited(blas_threads):
+    with _blas_limited(blas_threads), _exit_refused():
         results = sweep(
             [kernel],
             backends,

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
+import io
 import os
 import re
 import signal
@@ -19,7 +21,9 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NoReturn
 
+from gilfree import _text
 from gilfree._args import ArgumentTooLarge, NotAValue, evaluate
+from gilfree._watch import Terminated
 from gilfree.backends import BACKENDS, DEFAULT_BACKENDS, WorkerError, iter_available
 from gilfree.kernels import KERNELS, MAX_N, check_count
 from gilfree.measure import MAX_WORKERS, ProgressHook, Result, context, sweep
@@ -286,7 +290,7 @@ class _Parser(argparse.ArgumentParser):
     usage block (subcommands' usage runs to several lines)."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        self.exit(2, _text.shown(f"{self.prog}: error: {message} (see {self.prog} --help)") + "\n")
 
 
 def _backends_option(p: argparse.ArgumentParser) -> None:
@@ -647,15 +651,14 @@ def build_parser() -> argparse.ArgumentParser:
 @contextlib.contextmanager
 def _progress(args: argparse.Namespace) -> Iterator[ProgressHook]:
     """A rich progress bar on stderr (when it is a terminal), as a sweep hook."""
-    from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    console = Console(stderr=True)
+    console = _text.console(stderr=True)
     show = not args.no_progress and console.is_terminal
     # auto_refresh=False: no refresh thread, so forking worker processes
     # never happens in a multi-threaded parent.
     progress = Progress(
-        TextColumn("{task.description:<40}"),
+        TextColumn("{task.description:<40}", markup=False),
         BarColumn(),
         TextColumn("{task.completed}/{task.total}"),
         TimeElapsedColumn(),
@@ -672,7 +675,7 @@ def _progress(args: argparse.Namespace) -> Iterator[ProgressHook]:
             if started[0]:
                 progress.advance(task)
             started[0] = True
-            progress.update(task, description=label, total=steps)
+            progress.update(task, description=_text.shown(label), total=steps)
             progress.refresh()
 
         yield hook
@@ -697,9 +700,14 @@ class _Recorder:
             if args.json:
                 raise _Usage("--json already writes JSON Lines; give it or --format jsonl")
             self.path, self.option = args.output or "-", "-o"
-        #: json, csv, markdown or html: written whole when the run ends, to ``output``.
+        #: json, csv, markdown or html: written whole when the run ends, to ``out``.
         self.document = args.format if args.format in ("json", "csv", "markdown", "html") else None
-        self.output: str = args.output or "-"
+        self.out: _Output = args.out
+        if self.document and args.json == "-" and self.out.path == "-":
+            raise _Usage(
+                f"--json - and --format {args.format} would both write to standard output; "
+                "send one of them to a file (--json PATH or -o PATH)"
+            )
         self.argv: list[str] = args.argv
         self.results: list[Result] = []
         self.meta: dict[str, Any] = {}
@@ -740,7 +748,7 @@ class _Recorder:
                 f"writing the JSON log {where} failed ({_why(exc)}); it holds "
                 f"{self.log.cells} of the cells, and the table shows them all"
             )
-            print(f"gilfree: {self.lost}", file=sys.stderr)
+            _say(f"gilfree: {self.lost}")
             if self.path == "-":
                 _silence_stdout()  # the reader left: later output would fail again
             else:
@@ -763,36 +771,152 @@ class _Recorder:
         from gilfree.formats import render
 
         meta = {"command": self.argv, **self.meta} if fmt == "json" else {}
-        if fmt == "markdown":
-            meta = {"title": "`gilfree " + " ".join(self.argv) + "`"}
-        elif fmt == "html":
+        if fmt in ("markdown", "html"):
             meta = {"title": "gilfree " + " ".join(self.argv)}
+        self.out.write(render(fmt, self.results, status, **meta))
+        self.lost = self.lost or self.out.lost
+
+
+class _Output:
+    """Where ``--format``'s output goes: ``-o PATH`` or standard output.
+
+    The path is tried before any work, so that the results are never
+    measured only to be lost to it: it must not be a file the command reads
+    (``show v.json -o v.json``), its folder must have room, and a device that
+    is not a terminal (``/dev/full``) is written one newline. If writing
+    still fails at the end (the disk filled during the run), the text is
+    saved to a file of its own in the temporary folder, and stderr names it.
+    """
+
+    def __init__(self, path: str | None, reads: Sequence[str] = ()) -> None:
+        self.path = path or "-"
+        self.lost: str | None = None  # what went wrong, and where the text went
+        if self.path == "-":
+            return
+        for given in reads:
+            if _same_file(given, self.path):
+                raise _Usage(
+                    f"-o {self.path} is {given}, the file this command reads; writing there "
+                    "would replace it: give another path"
+                )
         try:
-            _emit(render(fmt, self.results, status, **meta), self.output)
+            _try_writing(self.path)
         except OSError as exc:
-            where = "to standard output" if self.output == "-" else self.output
-            self.lost = f"writing the {fmt} output {where} failed ({_why(exc)})"
-            print(f"gilfree: {self.lost}", file=sys.stderr)
-            if self.output == "-":
-                _silence_stdout()
+            raise _Usage(f"cannot write -o {self.path}: {_why(exc)}") from None
+
+    def write(self, text: str) -> None:
+        """``text`` to the path or standard output; see the class for a failure."""
+        try:
+            if self.path == "-":
+                sys.stdout.write(text)
+                sys.stdout.flush()
+                return
+            with open(self.path, "w", encoding="utf-8") as f:
+                f.write(text)
+        except OSError as exc:
+            where = "to standard output" if self.path == "-" else f"to {self.path}"
+            if self.path == "-":
+                _silence_stdout()  # the reader left: later output would fail again
+            saved = _save_elsewhere(text, self.path)
+            self.lost = f"writing the output {where} failed ({_why(exc)}); " + (
+                f"it is saved in {saved} instead" if saved else "it could not be saved elsewhere"
+            )
+            _say(f"gilfree: {self.lost}")
 
 
-def _emit(text: str, output: str) -> None:
-    """``text`` to the file ``output``, or to standard output for ``-``."""
-    if output == "-":
-        sys.stdout.write(text)
-        sys.stdout.flush()
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.abspath(a) == os.path.abspath(b)
+
+
+def _try_writing(path: str) -> None:
+    """Raise the OSError that writing ``path`` would give, writing nothing to
+    a regular file (it is opened to append, or created and removed)."""
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        mode = None
+    if mode is not None and stat.S_ISCHR(mode):
+        with open(path, "w", encoding="utf-8") as f:
+            if not f.isatty():  # /dev/null takes it, /dev/full refuses it
+                f.write("\n")
         return
-    with open(output, "w", encoding="utf-8") as f:
-        f.write(text)
+    folder = os.path.dirname(os.path.abspath(path))
+    if mode is None or stat.S_ISREG(mode):
+        free = os.statvfs(folder)
+        if free.f_bavail == 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    if mode is None:
+        open(path, "x", encoding="utf-8").close()
+        os.unlink(path)
+    elif stat.S_ISREG(mode):  # (a named pipe is left alone: opening it waits for a reader)
+        open(path, "a", encoding="utf-8").close()
+
+
+def _save_elsewhere(text: str, path: str) -> str | None:
+    """``text`` in a new file of the temporary folder (named after ``path``'s
+    suffix); its path, or None if that fails too."""
+    import tempfile
+
+    suffix = os.path.splitext(path)[1] if path != "-" else ".txt"
+    try:
+        fd, saved = tempfile.mkstemp(prefix="gilfree-output-", suffix=suffix or ".txt")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+    except OSError:
+        return None
+    return saved
+
+
+@contextlib.contextmanager
+def _prints_to_stderr() -> Iterator[None]:
+    """While measuring, what the measured code prints goes to stderr, where
+    the user still sees it: standard output carries gilfree's own data (a
+    ``--format`` document, the ``--json -`` stream, the table), and a print
+    from a checked function must never land in it. Both Python's
+    ``sys.stdout`` and file descriptor 1 are redirected (worker processes
+    and C code write to the descriptor); a ``--json -`` log keeps a
+    descriptor of its own onto the real standard output."""
+    sys.stdout.flush()
+    try:
+        moved = sys.stdout.fileno() == 1
+    except (AttributeError, OSError, ValueError):  # a capturing test: no descriptor
+        moved = False
+    saved = os.dup(1) if moved else -1
+    if moved:
+        os.dup2(2, 1)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stderr.flush()
+        if moved:
+            sys.stdout.flush()
+            if not _stdout_silenced:  # (its reader left meanwhile: it stays on /dev/null)
+                os.dup2(saved, 1)
+            os.close(saved)
 
 
 def _silence_stdout() -> None:
     """Point standard output at /dev/null (its reader closed the pipe), so the
     interpreter's flush at exit does not fail too."""
+    global _stdout_silenced
+    _stdout_silenced = True
+    try:
+        fd = sys.__stdout__.fileno() if sys.__stdout__ else 1
+    except (OSError, ValueError):  # pragma: no cover - no standard output at all
+        return
     devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
+    os.dup2(devnull, fd)
     os.close(devnull)
+
+
+#: Set once standard output's reader has gone (:func:`_silence_stdout`).
+_stdout_silenced = False
 
 
 def _measure(
@@ -801,7 +925,7 @@ def _measure(
     if args.builds:
         expected = [(k, b, w) for k in kernels for w in workers for b in backends]
         return _measure_builds(args, expected, {"kernels": kernels})
-    with _progress(args) as hook:
+    with _progress(args) as hook, _prints_to_stderr():
         return sweep(
             kernels,
             backends,
@@ -951,7 +1075,7 @@ def _report(
     """Table, notes, warnings and verdicts to the terminal (``meta`` goes
     into the JSON's end line)."""
 
-    from rich.markup import escape
+    from rich.text import Text
 
     from gilfree import report
     from gilfree.results import build_label
@@ -961,16 +1085,16 @@ def _report(
     if several and not console.is_terminal and "COLUMNS" not in os.environ:
         console.width = max(console.width, 120)  # a file or pipe: room for the build column
     if classic:
-        console.print("[bold]The classic experiment[/bold]")
+        console.print("The classic experiment", style="bold")
         for line in report.classic_summary(results):
             console.print("  " + line)
         console.print()
     # The title on a line of its own, never wrapped by rich: a long path in it
     # stays whole for the reader to copy (the terminal folds it if it must).
-    console.print(title, soft_wrap=True, markup=False, style="italic")
+    console.print(_text.shown(title), soft_wrap=True, style="italic")
     console.print(report.table(results, title=None, wide=args.wide))
     for i, reason in enumerate(report.unsupported_notes(results), 1):
-        console.print(f"  ({i}) {reason}")
+        console.print(_text.shown(f"  ({i}) {reason}"))
     legend = (
         "speedup: median of per-round serial time / parallel span, 95% interval; GIL held: "
         "share of its time one worker alone holds the GIL, read from the GIL's state "
@@ -997,28 +1121,27 @@ def _report(
 
     notes = [*warnings, *getattr(args, "build_warnings", ())]
     for note in [*notes, *(on(r) + w for r in results for w in r.warnings)]:
-        console.print(f"[yellow]warning:[/yellow] {escape(note)}")
+        console.print(Text.assemble(("warning:", "yellow"), " " + _text.shown(note)))
     console.print()
     for line in report.verdicts(results):
-        console.print(line)
+        console.print(_text.shown(line))
     if hasattr(args, "recorder"):
         args.recorder.meta.update(meta)
-    if console.file not in (sys.stdout, sys.stderr):
-        console.file.close()  # --format table -o PATH
+    if isinstance(console.file, io.StringIO):  # --format table -o PATH
+        args.out.write(console.file.getvalue())
+        if hasattr(args, "recorder"):
+            args.recorder.lost = args.recorder.lost or args.out.lost
 
 
 def _console(args: argparse.Namespace) -> Any:
     """Where the report goes: stdout, or stderr when stdout carries JSON or
     another ``--format``; a file for ``--format table -o PATH``."""
-    from rich.console import Console
-
     machine_out = getattr(args, "json", None) == "-" or (
         args.format != "table" and (args.output or "-") == "-"
     )
-    if args.format == "table" and args.output and args.output != "-":
-        file = open(args.output, "w", encoding="utf-8")  # noqa: SIM115 - _report closes it
-        return Console(file=file, width=200 if args.wide else 80, highlight=False)
-    console = Console(stderr=machine_out, highlight=False)
+    if args.format == "table" and args.out.path != "-":  # kept, then written by _report
+        return _text.console(file=io.StringIO(), width=200 if args.wide else 80)
+    console = _text.console(stderr=machine_out)
     if args.wide and not console.is_terminal and "COLUMNS" not in os.environ:
         console.width = 200  # a file or pipe: keep each wide row on one line
     return console
@@ -1087,7 +1210,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     status = _grid(args, f"{','.join(args.kernels)} on {','.join(args.backends)}")
     for r in args.recorder.results:
         if not r.ok and r.status == "unsupported":
-            print(f"gilfree: {r.kernel} on {r.backend}: {r.reason}", file=sys.stderr)
+            _say(f"gilfree: {r.kernel} on {r.backend}: {r.reason}")
             status = 1
     return status
 
@@ -1108,15 +1231,14 @@ def _grid(args: argparse.Namespace, title: str) -> int:
             try:
                 plot(results, args.plot)
             except OSError as exc:  # the disk filled, or the file went, during the run
-                print(
+                _say(
                     f"gilfree: writing the plot {args.plot} failed ({_why(exc)}); "
-                    "the table above has the results",
-                    file=sys.stderr,
+                    "the table above has the results"
                 )
                 return 1
-            print(f"plot written to {args.plot}", file=sys.stderr)
+            _say(f"plot written to {args.plot}")
         else:
-            print("gilfree: no cell ran, so there is nothing to plot", file=sys.stderr)
+            _say("gilfree: no cell ran, so there is nothing to plot")
             return 1
     return status
 
@@ -1145,7 +1267,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         )
         return _failed(results)
     try:
-        with _progress(args) as hook:
+        with _progress(args) as hook, _prints_to_stderr():
             result = check_call(
                 args.target.fn,
                 call_args,
@@ -1161,7 +1283,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     except (KeyboardInterrupt, WorkerError):
         raise
     except Exception:  # the function itself raised: its traceback is the answer
-        print(f"gilfree check: {name} raised; the check stopped.", file=sys.stderr)
+        _say(f"gilfree check: {name} raised; the check stopped.")
         traceback.print_exc()
         return 1
     own = [w for w in result.warnings if not any(w in r.warnings for r in result.results)]
@@ -1228,10 +1350,16 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _say(message: str) -> None:
+    """One message on stderr, the user's text in it shown as typed
+    (control characters escaped, :func:`gilfree._text.shown`)."""
+    print(_text.shown(message), file=sys.stderr)
+
+
 def _usage_error(args: argparse.Namespace, message: str) -> NoReturn:
     """Exit 2 with one line, naming the command and where its help is."""
     prog = f"gilfree {args.command}"
-    print(f"{prog}: error: {message} (see {prog} --help)", file=sys.stderr)
+    _say(f"{prog}: error: {message} (see {prog} --help)")
     raise SystemExit(2)
 
 
@@ -1262,7 +1390,7 @@ def _interrupted(args: argparse.Namespace) -> None:
         if recorder.results:
             _report(args, recorder.results, "interrupted: the cells measured before Ctrl-C")
         else:
-            print("gilfree: interrupted before any cell was measured", file=sys.stderr)
+            _say("gilfree: interrupted before any cell was measured")
     finally:
         recorder.end("interrupted")
 
@@ -1309,19 +1437,16 @@ def cmd_show(args: argparse.Namespace) -> int:
             meta = {k: v for k, v in saved.meta.items() if k in ("command", "check")}
         elif args.format in ("markdown", "html"):
             meta = {"title": args.results}
-        try:
-            _emit(render(args.format, saved.results, status, **meta), args.output or "-")
-        except OSError as exc:
-            raise _Usage(f"cannot write -o {args.output}: {_why(exc)}") from None
+        args.out.write(render(args.format, saved.results, status, **meta))
     if args.plot:
         from gilfree.plot import plot
 
         if not any(r.ok for r in saved.results):
-            print("gilfree: no cell ran, so there is nothing to plot", file=sys.stderr)
+            _say("gilfree: no cell ran, so there is nothing to plot")
             return 1
         plot(saved.results, args.plot)
-        print(f"plot written to {args.plot}", file=sys.stderr)
-    return 0
+        _say(f"plot written to {args.plot}")
+    return 1 if args.out.lost else 0
 
 
 def parse_fail_if(text: str) -> tuple[str, str, float]:
@@ -1338,17 +1463,17 @@ def parse_fail_if(text: str) -> tuple[str, str, float]:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from rich.console import Console
+    from rich.text import Text
 
     from gilfree.compare import compare, context_differences
 
     before, after = _load(args.before), _load(args.after)
     pairs, only_before, only_after = compare(before.results, after.results)
-    console = Console(highlight=False)
+    console = _text.console()
     if not console.is_terminal and "COLUMNS" not in os.environ:
         console.width = 120
     for note in context_differences(before.results, after.results):
-        console.print(f"[yellow]warning:[/yellow] {note}")
+        console.print(Text.assemble(("warning:", "yellow"), " " + _text.shown(note)))
     from gilfree.compare import table as compare_table
 
     console.print(compare_table(pairs, f"{args.before} -> {args.after}"))
@@ -1356,15 +1481,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
         "change: speedup and busy CPUs relative to BEFORE, GIL wait in points; real: the "
         "two 95% intervals do not overlap (else: within noise)"
     )
-    for r in only_before:
-        console.print(f"only in {args.before}: {r.kernel} on {r.backend} x{r.workers}")
-    for r in only_after:
-        console.print(f"only in {args.after}: {r.kernel} on {r.backend} x{r.workers}")
+    for path, only in ((args.before, only_before), (args.after, only_after)):
+        for r in only:
+            console.print(_text.shown(f"only in {path}: {r.kernel} on {r.backend} x{r.workers}"))
     if not pairs:
-        print(
-            "gilfree: the two runs share no cell (kernel, backend, workers, scaling)",
-            file=sys.stderr,
-        )
+        _say("gilfree: the two runs share no cell (kernel, backend, workers, scaling)")
         return 1 if args.fail_if else 0
     broken = [
         f"{p.before.kernel} on {p.before.backend} x{p.before.workers}: {rule}"
@@ -1372,7 +1493,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         for rule in p.breaks(args.fail_if)
     ]
     for line in broken:
-        print(f"gilfree: regression: {line}", file=sys.stderr)
+        _say(f"gilfree: regression: {line}")
     return 1 if broken else 0
 
 
@@ -1411,12 +1532,22 @@ def _main(argv: Sequence[str] | None) -> int:
     bare_options = args_list and args_list[0].startswith("-")
     if not args_list or (bare_options and args_list[0] not in ("-h", "--help", "--version")):
         args_list = ["demo", *args_list]
-    args = parser.parse_args(args_list)
+    args, extra = parser.parse_known_args(args_list)
+    if extra:  # named by the command's own parser, which has the help to see
+        command = parser._subparsers._group_actions[0].choices[args.command]  # type: ignore[union-attr]
+        hint = ""
+        if args.command == "check" and {"-n", "--n"} & set(extra):
+            hint = "; check has no -n: the function's ARGs are its input, --calls N repeats it"
+        command.error(f"unrecognized arguments: {' '.join(extra)}{hint}")
     args.argv = args_list  # recorded in the JSON output
     measuring = args.command in MEASURING
     if measuring:
         _check_together(args)
     try:
+        if hasattr(args, "format"):  # -o tried now, before any work
+            reads = [args.results] if args.command == "show" else []
+            streamed = measuring and args.format == "jsonl"  # the log itself goes to -o
+            args.out = _Output(None if streamed else args.output, reads)
         if measuring:
             args.builds = _probe_builds(args) if args.pythons else []
             args.recorder = _Recorder(args)
@@ -1424,8 +1555,7 @@ def _main(argv: Sequence[str] | None) -> int:
         status = COMMANDS[args.command](args)
         if measuring:
             args.recorder.end("complete" if status == 0 else "failed")
-            if args.recorder.lost:
-                print(f"gilfree: {args.recorder.lost}", file=sys.stderr)
+            if args.recorder.lost:  # (stderr said so when it happened)
                 status = status or 1
         return status
     except _Usage as exc:
@@ -1435,26 +1565,20 @@ def _main(argv: Sequence[str] | None) -> int:
     except WorkerError as exc:
         if measuring:
             args.recorder.end("failed")
-        print(f"gilfree: a worker failed: {exc}", file=sys.stderr)
+        _say(f"gilfree: a worker failed: {exc}")
         return 1
     except KeyboardInterrupt as exc:
         if measuring and hasattr(args, "recorder"):
             _interrupted(args)
         if isinstance(exc, Terminated):
-            print("gilfree: terminated (SIGTERM)", file=sys.stderr)
+            _say("gilfree: terminated (SIGTERM)")
             return 128 + signal.SIGTERM
-        print("gilfree: interrupted", file=sys.stderr)
+        _say("gilfree: interrupted")
         return 130
     except BrokenPipeError:  # gilfree info | head: the reader left; say nothing more
         _silence_stdout()
         return 0
     return 0  # pragma: no cover - parser.error exits
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised where Ctrl-C would be, so a terminated run stops its
-    workers, prints the cells measured so far and ends its JSON log
-    ``interrupted``, exactly as Ctrl-C does (exit status 143)."""
 
 
 @contextlib.contextmanager

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from rich.table import Table
 
+from gilfree._text import plain
 from gilfree.report import compact_table
 from gilfree.results import Result, build_label
 
@@ -168,7 +169,7 @@ def table(pairs: Sequence[Change], title: str) -> Table:
         b, a = p.before, p.after
         kernel = f"{b.kernel} on {build_label(a.context)}" if several else b.kernel
         if not p.measured:
-            t.add_row(kernel, b.backend, str(b.workers), b.status, a.status)
+            t.add_row(*map(plain, (kernel, b.backend, str(b.workers), b.status, a.status)))
             continue
         b_lo, b_hi = b.speedup_ci()
         a_lo, a_hi = a.speedup_ci()
@@ -176,8 +177,8 @@ def table(pairs: Sequence[Change], title: str) -> Table:
         if b.contention is not None and a.contention is not None:
             gil = f"{b.contention:.0%} -> {a.contention:.0%}"
         t.add_row(
-            kernel,
-            b.backend,
+            plain(kernel),
+            plain(b.backend),
             str(b.workers),
             f"{_x(b.speedup)} [{b_lo:.2f}, {b_hi:.2f}]",
             f"{_x(a.speedup)} [{a_lo:.2f}, {a_hi:.2f}]",

@@ -20,6 +20,8 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from gilfree._text import csv_cell, shown
+from gilfree._text import markdown as md
 from gilfree.results import FORMAT, FORMAT_VERSION, Result, _clean, build_label, to_json
 
 __all__ = ["CSV_COLUMNS", "FORMATS", "render"]
@@ -44,6 +46,8 @@ CSV_COLUMNS = (
     "share_of_capacity",
     "capacity_speedup",
     "busy_cpus",
+    "gil_held",
+    "handoffs_per_s",
     "gil_wait",
     "span_s",
     "serial_s",
@@ -130,8 +134,14 @@ def _csv(results: Sequence[Result]) -> str:
             "processor": r.context.processor,
             "timestamp": r.context.timestamp,
         }
-        writer.writerow([row[c] for c in CSV_COLUMNS])
+        writer.writerow([_csv_value(row[c]) for c in CSV_COLUMNS])
     return out.getvalue()
+
+
+def _csv_value(value: Any) -> Any:
+    """Text as :func:`gilfree._text.csv_cell` writes it (never run as a
+    spreadsheet formula); numbers as they are."""
+    return csv_cell(value) if isinstance(value, str) else value
 
 
 def _markdown(results: Sequence[Result], title: str) -> str:
@@ -143,7 +153,7 @@ def _markdown(results: Sequence[Result], title: str) -> str:
     reasons = unsupported_notes(results)
     multi = len(build_labels(results)) > 1
     lines = [
-        f"**{title}**",
+        f"**{md(title)}**",
         "",
         "| kernel |"
         + (" build |" if multi else "")
@@ -160,18 +170,19 @@ def _markdown(results: Sequence[Result], title: str) -> str:
             speedup = f"{x(r.speedup)} [{low:.2f}, {high:.2f}]" + (" !" if r.warnings else "")
             gil = held_cell(r)
             mark = cell_mark(r)
-        build = f" {build_label(r.context)} |" if multi else ""
+        build = f" {md(build_label(r.context))} |" if multi else ""
         lines.append(
-            f"| {r.kernel} |{build} {r.backend} | {r.workers} | {speedup} | {gil} | {mark} |"
+            f"| {md(r.kernel)} |{build} {md(r.backend)} | {r.workers} | {md(speedup)} | {gil} "
+            f"| {mark} |"
         )
     lines.append("")
-    lines += [f"({i}) {reason}" for i, reason in enumerate(reasons, 1)]
+    lines += [f"({i}) {md(reason)}" for i, reason in enumerate(reasons, 1)]
     if reasons:
         lines.append("")
-    lines += [f"- {line}" for line in verdicts(results)]
+    lines += [f"- {md(line)}" for line in verdicts(results)]
     machine = results[0].context if results else None
     if machine is not None:
-        lines += ["", f"{machine.implementation} {machine.python}, {machine.processor}"]
+        lines += ["", md(f"{machine.implementation} {machine.python}, {machine.processor}")]
     return "\n".join(lines) + "\n"
 
 
@@ -225,9 +236,12 @@ figure svg {{ width: 100%; height: auto; }}
 
 
 def _html(results: Sequence[Result], title: str, status: str) -> str:
-    from html import escape
+    import html
 
     from gilfree.report import build_labels, cell_mark, held_cell, unsupported_notes, verdicts
+
+    def escape(text: str) -> str:
+        return html.escape(shown(text))
 
     reasons = unsupported_notes(results)
     multi = len(build_labels(results)) > 1

@@ -11,9 +11,10 @@ import math
 from collections.abc import Sequence
 
 from rich import box
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
+from gilfree._text import plain
 from gilfree.plot import PLOT_FORMATS, PlotUnavailableError, plot, plot_format, require_matplotlib
 from gilfree.results import (
     NO_GAIN,
@@ -86,7 +87,7 @@ def table(results: Sequence[Result], title: str | None = "gilfree", wide: bool =
     the classic time."""
     if not wide:
         return _compact(results, title)
-    t = Table(title=title, title_justify="left")
+    t = Table(title=_title(title), title_justify="left")
     multi = len(build_labels(results)) > 1
     for name, justify in [
         ("kernel", "left"),
@@ -105,16 +106,16 @@ def table(results: Sequence[Result], title: str | None = "gilfree", wide: bool =
         ("start-up", "right"),
         ("classic", "right"),
     ]:
-        t.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+        t.add_column(name, justify=justify, no_wrap=name != "kernel", overflow="fold")  # type: ignore[arg-type]
     reasons = unsupported_notes(results)
     for r in results:
-        head = [r.kernel, *([build_label(r.context)] if multi else []), r.backend, str(r.workers)]
+        head = _head(r, multi)
         if not r.ok:
             t.add_row(*head, _n(r.n), _did_not_run(r, reasons))
             continue
-        rounds = str(r.rounds) + (f", {r.excluded_rounds} out" if r.excluded_rounds else "")
+        rounds = Text(str(r.rounds) + (f", {r.excluded_rounds} out" if r.excluded_rounds else ""))
         if r.warnings:
-            rounds += " [red]![/red]"
+            rounds.append(" !", style="red")
         share = "-" if math.isnan(r.share) else f"{r.share:.0%}"
         t.add_row(
             *head,
@@ -140,16 +141,28 @@ def compact_table(title: str | None, columns: Sequence[tuple[str, str]]) -> Tabl
     characters (79 at the widest: cython-object, interpreters, a flagged
     interval, GIL-bound). ``columns``: (name, ``left`` or ``right``)."""
     t = Table(
-        title=title,
+        title=_title(title),
         title_justify="left",
         box=box.SIMPLE_HEAD,
         show_edge=False,
         pad_edge=False,
         collapse_padding=True,
     )
-    for name, justify in columns:
-        t.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+    for i, (name, justify) in enumerate(columns):
+        # The first column (the name) folds onto more lines when a long name
+        # would push the figures off an 80-column screen; the figures never wrap.
+        t.add_column(name, justify=justify, no_wrap=i > 0, overflow="fold")  # type: ignore[arg-type]
     return t
+
+
+def _title(title: str | None) -> Text | None:
+    return None if title is None else plain(title)
+
+
+def _head(r: Result, multi: bool) -> list[Text]:
+    """The cells that name a row (kernel, build, backend, workers), as typed."""
+    names = [r.kernel, *([build_label(r.context)] if multi else []), r.backend, str(r.workers)]
+    return [plain(name) for name in names]
 
 
 def held_cell(r: Result) -> str:
@@ -162,20 +175,18 @@ def held_cell(r: Result) -> str:
     return "" if held is None else f"{held:.0%}"
 
 
-def _speedup_cell(r: Result) -> str:
-    """``1.85x \\[1.70, 1.95]`` (the bracket escaped: rich would read
-    ``[nan, nan]`` as a style tag and drop it), or ``-`` when no round was
-    kept for a speedup."""
+def _speedup_cell(r: Result) -> Text:
+    """``1.85x [1.70, 1.95]``, or ``-`` when no round was kept for a speedup."""
     if math.isnan(r.speedup):
-        return "-"
+        return Text("-")
     low, high = r.speedup_ci()
-    return escape(f"{_x(r.speedup)} [{low:.2f}, {high:.2f}]")
+    return Text(f"{_x(r.speedup)} [{low:.2f}, {high:.2f}]")
 
 
-def _did_not_run(r: Result, reasons: list[str]) -> str:
+def _did_not_run(r: Result, reasons: list[str]) -> Text:
     """``failed (2)``: the status of a cell that did not run, and its note's number."""
-    label = _STATUS_LABELS.get(r.status, r.status)
-    return f"{label} ({reasons.index(_headline(r.reason)) + 1})"
+    label, style = _STATUS_LABELS.get(r.status, (r.status, ""))
+    return Text.assemble((label, style), f" ({reasons.index(_headline(r.reason)) + 1})")
 
 
 def _compact(results: Sequence[Result], title: str | None) -> Table:
@@ -194,11 +205,12 @@ def _compact(results: Sequence[Result], title: str | None) -> Table:
     )
     reasons = unsupported_notes(results)
     for r in results:
-        head = [r.kernel, *([build_label(r.context)] if multi else []), r.backend, str(r.workers)]
+        head = _head(r, multi)
         if not r.ok:
             t.add_row(*head, _did_not_run(r, reasons))
             continue
-        speedup = _speedup_cell(r) + (" [red]![/red]" if r.warnings else "  ")
+        speedup = _speedup_cell(r)
+        speedup.append(" !" if r.warnings else "  ", style="red")
         t.add_row(*head, speedup, held_cell(r), cell_mark(r))
     return t
 
@@ -238,9 +250,9 @@ def cell_mark(r: Result) -> str:
 
 #: How the table marks a cell that did not run, by its status.
 _STATUS_LABELS = {
-    "unsupported": "[dim]unsupported[/dim]",
-    "failed": "[red]failed[/red]",
-    "timeout": "[red]timed out[/red]",
+    "unsupported": ("unsupported", "dim"),
+    "failed": ("failed", "red"),
+    "timeout": ("timed out", "red"),
 }
 
 

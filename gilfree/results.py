@@ -22,7 +22,7 @@ import sys
 import sysconfig
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TextIO
 
 from gilfree.backends import RunTiming
 from gilfree.meter import GILReading
@@ -920,7 +920,7 @@ class JsonLog:
 
         self.path = path
         self.cells = 0
-        self._file = sys.stdout if path == "-" else open(path, "w", encoding="utf-8")  # noqa: SIM115
+        self._file = _own_stdout() if path == "-" else open(path, "w", encoding="utf-8")  # noqa: SIM115
         try:
             self._write(
                 {
@@ -952,10 +952,23 @@ class JsonLog:
     def close(self) -> None:
         """Close the file (standard output stays open). A failed write leaves
         its line in the buffer; closing drops it rather than failing again."""
-        if self._file is sys.stdout or self._file.closed:
+        if self._file in (sys.stdout, sys.__stdout__) or self._file.closed:
             return
         with contextlib.suppress(OSError):
             self._file.close()
+
+
+def _own_stdout() -> TextIO:
+    """A stream of its own onto standard output (a duplicate of its file
+    descriptor), so that a log written to ``-`` keeps going to standard output
+    while the measured code's prints are sent to stderr. Where standard
+    output has no descriptor (a capturing test), standard output itself."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return sys.stdout
+    sys.stdout.flush()
+    return os.fdopen(os.dup(fd), "w", encoding="utf-8")
 
 
 def read_json(path: str) -> dict[str, Any]:

@@ -163,7 +163,7 @@ def test_report_prints_table_and_verdict_and_serialises() -> None:
         ("no_such_module_xyz:f", "no module named 'no_such_module_xyz'"),
         ("userfuncs:nope", "'userfuncs' has no attribute 'nope'"),
         ("userfuncs:spin.deeper", "'userfuncs:spin' has no attribute 'deeper'"),
-        ("userfuncs:NOT_CALLABLE", "is a int, not a callable"),
+        ("userfuncs:NOT_CALLABLE", "is an int, not a callable"),
     ],
 )
 def test_resolve_errors_say_what_is_wrong(target: str, message: str) -> None:
