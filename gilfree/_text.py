@@ -63,8 +63,9 @@ def console(**options: Any) -> Any:
     return Console(markup=False, emoji=False, **options)
 
 
-#: What Markdown (CommonMark, GitHub's tables) reads as syntax inside a line.
-_MARKDOWN = re.compile(r"([\\`*_\[\]<>|~&#!])")
+#: What Markdown (CommonMark, GitHub's tables) reads as syntax inside a line;
+#: an underscore only at a word's edge (``PYTHON_GIL`` is no emphasis).
+_MARKDOWN = re.compile(r"([\\`*\[\]<>|~&#!]|(?<![0-9A-Za-z])_|_(?![0-9A-Za-z]))")
 
 
 def markdown(text: str) -> str:

@@ -81,6 +81,13 @@ def resolve(target: str) -> Callable[..., Any]:
         raise ResolveError(
             f"{target!r} is not of the form module:function, e.g. mypackage.work:crunch"
         )
+    if module_name.endswith(".py") or "/" in module_name or os.sep in module_name:
+        dotted = os.path.splitext(os.path.normpath(module_name))[0].replace(os.sep, ".")
+        raise ResolveError(
+            f"{module_name!r} is a file path; name the module as Python imports it, from the "
+            f"folder it is found from (here: {dotted.lstrip('.')}:{attr_path}), adding its "
+            "folder to PYTHONPATH if need be"
+        )
     if "" not in sys.path:
         sys.path.insert(0, "")  # the current folder, like python -m
     sigints = sigint_count()

@@ -18,7 +18,7 @@ import re
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, NoReturn
 
 from gilfree import _text
@@ -43,10 +43,10 @@ DEMO_RUN_SECONDS = 0.15
 def parse_count(text: str) -> int:
     """An integer: ``100000000``, ``100_000_000`` or ``10**8``. Not ``1e8``."""
     s = text.strip()
-    m = re.fullmatch(r"(\d[\d_]*)\s*\*\*\s*(\d+)", s)
+    m = re.fullmatch(r"\d[\d_]*(\s*\*\*\s*\d[\d_]*)+", s)
     try:
         # A power is computed only once it is known to be of a sane size.
-        value = evaluate(f"{m.group(1)}**{m.group(2)}", {}) if m else int(s, 10)
+        value = evaluate(s, {}) if m else int(s, 10)
     except ArgumentTooLarge:
         raise argparse.ArgumentTypeError(
             f"{text!r} is too large; the largest n is {MAX_N}"
@@ -61,7 +61,7 @@ def parse_count(text: str) -> int:
     return value
 
 
-def parse_workers(text: str) -> list[int]:
+def parse_workers(text: str, example: str = "--workers 1,2,4") -> list[int]:
     """A comma-separated list of worker counts, each from 1 to MAX_WORKERS."""
     counts = []
     for part in text.split(","):
@@ -70,14 +70,14 @@ def parse_workers(text: str) -> list[int]:
         except (ValueError, OverflowError):
             raise argparse.ArgumentTypeError(
                 f"{text!r}: each worker count must be a whole number from 1 to {MAX_WORKERS}, "
-                "e.g. --workers 1,2,4"
+                f"e.g. {example}"
             ) from None
     return counts
 
 
 def parse_worker_count(text: str) -> int:
     """One worker count, from 1 to MAX_WORKERS."""
-    counts = parse_workers(text)
+    counts = parse_workers(text, example="-w 2")
     if len(counts) != 1:
         raise argparse.ArgumentTypeError(f"{text!r}: give one worker count here, e.g. -w 2")
     return counts[0]
@@ -90,6 +90,10 @@ def _names(registry: Any, what: str) -> Callable[[str], list[str]]:
             raise argparse.ArgumentTypeError(f"no {what} given")
         if names == ["all"]:
             return list(registry)
+        if "all" in names:
+            raise argparse.ArgumentTypeError(
+                f"'all' stands alone: give all, or a list of names ({', '.join(registry)})"
+            )
         for name in names:
             if name not in registry:
                 raise argparse.ArgumentTypeError(
@@ -240,7 +244,9 @@ def parse_python(text: str) -> Any:
         raise argparse.ArgumentTypeError(str(exc).removeprefix(f"--python {text!r}: ")) from None
 
 
-def parse_call_args(items: Sequence[str]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+def parse_call_args(
+    items: Sequence[str], notes: list[str] | None = None
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
     """The function's arguments from the command line.
 
     Each item is evaluated as a Python expression that may use only the
@@ -248,19 +254,32 @@ def parse_call_args(items: Sequence[str]) -> tuple[tuple[Any, ...], dict[str, An
     ``list(range(10**6))``, ``'text'``); an item that is not such an
     expression is passed as the string itself (``data.csv``). ``name=value``
     is a keyword argument, its value read the same way.
+
+    ``notes`` gets one line for each item passed as a string that looks
+    meant as a value (``list(range(10**6)`` with a bracket missing, ``1/0``,
+    ``~5``), saying why it did not evaluate.
     """
     args: list[Any] = []
     kwargs: dict[str, Any] = {}
     for i, item in enumerate(items, 1):
         m = re.fullmatch(r"([A-Za-z_]\w*)=(.*)", item, re.S)
         where = f"argument {m.group(1)}=" if m else f"argument {i}"
+        text = m.group(2) if m else item
         try:
-            if m:
-                kwargs[m.group(1)] = _value(m.group(2))
-            else:
-                args.append(_value(item))
+            value = evaluate(text, ARG_NAMES)
         except ArgumentTooLarge as exc:
             raise argparse.ArgumentTypeError(f"{where} ({item!r}): {exc}") from None
+        except NotAValue as exc:
+            value = text
+            if notes is not None and _meant_as_value(text, exc):
+                notes.append(
+                    f"{where} ({text!r}) is passed as a string: {exc}; quote it "
+                    f"(\"'{text}'\") to pass the string on purpose"
+                )
+        if m:
+            kwargs[m.group(1)] = value
+        else:
+            args.append(value)
     return tuple(args), kwargs
 
 
@@ -272,14 +291,14 @@ ARG_NAMES: dict[str, Any] = {
 }
 
 
-def _value(text: str) -> Any:
-    """The value of one ARG: evaluated within bounds (:mod:`gilfree._args`),
-    or the text itself when it is not a value expression; too large a value
-    raises :class:`~gilfree._args.ArgumentTooLarge`."""
-    try:
-        return evaluate(text, ARG_NAMES)
-    except NotAValue:
-        return text
+def _meant_as_value(text: str, why: NotAValue) -> bool:
+    """Whether an ARG that did not evaluate looks meant as a value: it raised
+    (``1/0``), used an operator an ARG cannot (``~5``), or has the brackets
+    or operators of an expression. A plain word or path (``data.csv``,
+    ``my file.txt``) is a string as meant."""
+    if why.kind in ("error", "operator"):
+        return True
+    return any(c in text for c in "()[]{}*%~^&|<>=!'\"")
 
 
 # ------------------------------------------------------------------------ parser
@@ -288,6 +307,9 @@ def _value(text: str) -> Any:
 class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors: the problem and where help is, not the
     usage block (subcommands' usage runs to several lines)."""
+
+    #: Each command's own parser, by name (set by :func:`build_parser`).
+    commands: Mapping[str, argparse.ArgumentParser]
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, _text.shown(f"{self.prog}: error: {message} (see {self.prog} --help)") + "\n")
@@ -385,7 +407,7 @@ def round_options(p: argparse.ArgumentParser, precision: float | None = DEFAULT_
         "--rounds",
         "--repeats",
         dest="repeats",
-        type=_bounded("--repeats", 1, 1000),
+        type=_bounded("--rounds", 1, 1000),
         default=DEFAULT_ROUNDS,
         metavar="N",
         help="the fewest rounds per cell, 1 to 1000 (default %(default)s). A round runs the "
@@ -498,7 +520,7 @@ def _output_options(p: argparse.ArgumentParser) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> _Parser:
     parser = _Parser(
         prog="gilfree",
         description="Will threads make this faster, or do I need processes or subinterpreters? "
@@ -511,6 +533,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser.add_argument("--version", action="version", version=f"gilfree {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    parser.commands = sub.choices
 
     demo = sub.add_parser(
         "demo",
@@ -1248,10 +1271,13 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     from gilfree.checker import as_kernel, check_call
 
+    notes: list[str] = []
     try:
-        call_args, call_kwargs = parse_call_args(args.call_args)
+        call_args, call_kwargs = parse_call_args(args.call_args, notes)
     except argparse.ArgumentTypeError as exc:
         raise _Usage(str(exc)) from None
+    for note in notes:
+        _say(f"gilfree check: {note}")
     name = as_kernel(args.target.fn).name
     if args.builds:
         results = _measure_builds(
@@ -1411,6 +1437,8 @@ def _load(path: str) -> Any:
         raise _Usage(f"{path}: cannot read it ({_why(exc)})") from None
     except ValueError as exc:
         raise _Usage(str(exc).splitlines()[0]) from None
+    except (RecursionError, ArithmeticError, MemoryError) as exc:  # a file built to break readers
+        raise _Usage(f"{path}: not a gilfree results file ({type(exc).__name__})") from None
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -1534,7 +1562,7 @@ def _main(argv: Sequence[str] | None) -> int:
         args_list = ["demo", *args_list]
     args, extra = parser.parse_known_args(args_list)
     if extra:  # named by the command's own parser, which has the help to see
-        command = parser._subparsers._group_actions[0].choices[args.command]  # type: ignore[union-attr]
+        command = parser.commands[args.command]
         hint = ""
         if args.command == "check" and {"-n", "--n"} & set(extra):
             hint = "; check has no -n: the function's ARGs are its input, --calls N repeats it"

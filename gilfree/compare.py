@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from rich.table import Table
 
 from gilfree._text import plain
-from gilfree.report import compact_table
+from gilfree.report import compact_table, speedup_text
 from gilfree.results import Result, build_label
 
 __all__ = ["Change", "compare", "context_differences", "table"]
@@ -171,8 +171,6 @@ def table(pairs: Sequence[Change], title: str) -> Table:
         if not p.measured:
             t.add_row(*map(plain, (kernel, b.backend, str(b.workers), b.status, a.status)))
             continue
-        b_lo, b_hi = b.speedup_ci()
-        a_lo, a_hi = a.speedup_ci()
         gil = ""
         if b.contention is not None and a.contention is not None:
             gil = f"{b.contention:.0%} -> {a.contention:.0%}"
@@ -180,8 +178,8 @@ def table(pairs: Sequence[Change], title: str) -> Table:
             plain(kernel),
             plain(b.backend),
             str(b.workers),
-            f"{_x(b.speedup)} [{b_lo:.2f}, {b_hi:.2f}]",
-            f"{_x(a.speedup)} [{a_lo:.2f}, {a_hi:.2f}]",
+            speedup_text(b),
+            speedup_text(a),
             _pct(p.speedup),
             "real" if p.real else "noise",
             gil,

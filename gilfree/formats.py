@@ -145,7 +145,14 @@ def _csv_value(value: Any) -> Any:
 
 
 def _markdown(results: Sequence[Result], title: str) -> str:
-    from gilfree.report import build_labels, cell_mark, held_cell, unsupported_notes, verdicts
+    from gilfree.report import (
+        build_labels,
+        cell_mark,
+        held_cell,
+        speedup_text,
+        unsupported_notes,
+        verdicts,
+    )
 
     def x(value: float) -> str:
         return "-" if math.isnan(value) else f"{value:.2f}x"
@@ -166,8 +173,7 @@ def _markdown(results: Sequence[Result], title: str) -> str:
             speedup = f"{r.status} ({note})"
             gil = mark = ""
         else:
-            low, high = r.speedup_ci()
-            speedup = f"{x(r.speedup)} [{low:.2f}, {high:.2f}]" + (" !" if r.warnings else "")
+            speedup = speedup_text(r) + (" !" if r.warnings else "")
             gil = held_cell(r)
             mark = cell_mark(r)
         build = f" {md(build_label(r.context))} |" if multi else ""
@@ -238,7 +244,14 @@ figure svg {{ width: 100%; height: auto; }}
 def _html(results: Sequence[Result], title: str, status: str) -> str:
     import html
 
-    from gilfree.report import build_labels, cell_mark, held_cell, unsupported_notes, verdicts
+    from gilfree.report import (
+        build_labels,
+        cell_mark,
+        held_cell,
+        speedup_text,
+        unsupported_notes,
+        verdicts,
+    )
 
     def escape(text: str) -> str:
         return html.escape(shown(text))
@@ -249,9 +262,7 @@ def _html(results: Sequence[Result], title: str, status: str) -> str:
     for r in results:
         build = f"<td>{escape(build_label(r.context))}</td>" if multi else ""
         if r.ok:
-            low, high = r.speedup_ci()
-            flag = " !" if r.warnings else ""
-            speedup = f"{r.speedup:.2f}x [{low:.2f}, {high:.2f}]{flag}"
+            speedup = speedup_text(r) + (" !" if r.warnings else "")
             gil = held_cell(r)
             mark = cell_mark(r)
         else:

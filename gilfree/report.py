@@ -17,6 +17,7 @@ from rich.text import Text
 from gilfree._text import plain
 from gilfree.plot import PLOT_FORMATS, PlotUnavailableError, plot, plot_format, require_matplotlib
 from gilfree.results import (
+    MIN_ROUNDS_FOR_CI,
     NO_GAIN,
     JsonLog,
     Result,
@@ -175,12 +176,21 @@ def held_cell(r: Result) -> str:
     return "" if held is None else f"{held:.0%}"
 
 
-def _speedup_cell(r: Result) -> Text:
-    """``1.85x [1.70, 1.95]``, or ``-`` when no round was kept for a speedup."""
+def speedup_text(r: Result) -> str:
+    """``1.85x [1.70, 1.95]`` (the speedup and its 95% interval);
+    ``1.94x (1 round)`` where too few rounds were kept for an interval; ``-``
+    where none was."""
     if math.isnan(r.speedup):
-        return Text("-")
+        return "-"
     low, high = r.speedup_ci()
-    return Text(f"{_x(r.speedup)} [{low:.2f}, {high:.2f}]")
+    if math.isnan(low):
+        kept = len(r._kept())
+        return f"{_x(r.speedup)} ({kept} round{'s' if kept != 1 else ''})"
+    return f"{_x(r.speedup)} [{low:.2f}, {high:.2f}]"
+
+
+def _speedup_cell(r: Result) -> Text:
+    return Text(speedup_text(r))
 
 
 def _did_not_run(r: Result, reasons: list[str]) -> Text:
@@ -236,7 +246,7 @@ def cell_mark(r: Result) -> str:
     """
     if not r.ok or r.workers <= 1:
         return "-"
-    if r.too_short or r.flagged or math.isnan(r.speedup):
+    if r.too_short or r.flagged or r.too_few_rounds or math.isnan(r.speedup):
         return "unclear"
     if r.backend == "threads" and r.context.gil_enabled:
         return _MARKS.get(verdict_word([r], r.kernel), "unclear")
@@ -314,9 +324,8 @@ def verdict(results: Sequence[Result], kernel: str) -> str:
     ]
     if threads is None:
         return "; ".join(others) if others else "no parallel cell ran (see the notes above)"
-    s, (lo, hi) = threads.speedup, threads.speedup_ci()
-    w = threads.workers
-    speed = f"{_x(s)} [{lo:.2f}, {hi:.2f}] at {w} workers"
+    s, w = threads.speedup, threads.workers
+    speed = f"{speedup_text(threads)} at {w} workers"
     cap = threads.capacity_speedup
     if math.isnan(s):
         speed = f"kept no round at {w} workers (each was faster than its busy CPUs allow)"
@@ -325,7 +334,13 @@ def verdict(results: Sequence[Result], kernel: str) -> str:
     if threads.too_short:
         return (
             f"inconclusive: the serial run takes {threads.baseline_median_s * 1e6:.1f} us, too "
-            "short to measure parallelism; raise -n or --seconds"
+            f"short to measure parallelism; {threads.more_work}"
+        )
+    if threads.too_few_rounds:
+        return (
+            f"inconclusive: threads {speed}: {len(threads._kept())} round(s) kept, fewer than "
+            f"the {MIN_ROUNDS_FOR_CI} an interval needs, and a point alone decides nothing; "
+            f"raise --rounds to {MIN_ROUNDS_FOR_CI} or more"
         )
     left_out = (
         f"{threads.excluded_rounds} of {threads.rounds} rounds were faster than their busy "
@@ -363,7 +378,7 @@ def _unread(threads: Result, alone: SamplerReading | None, speed: str, others: l
     else:
         why = (
             f"one worker alone ran {alone.seconds * 1e3:.1f} ms, {alone.samples} samples of the "
-            f"GIL's state, fewer than the {MIN_SAMPLES} a verdict needs; raise -n or --seconds"
+            f"GIL's state, fewer than the {MIN_SAMPLES} a verdict needs; {threads.more_work}"
         )
     gil = _gil(threads)
     contention = threads.contention
@@ -500,11 +515,10 @@ def across_builds(results: Sequence[Result], kernel: str) -> str:
         if best is None:
             parts.append(f"did not run on {label}")
             continue
-        lo, hi = best.speedup_ci()
         name = f"{best.backend} " if best.backend != backend_named else ""
         backend_named = best.backend
         word = verdict_word(cells, kernel) if best.backend == "threads" else cell_mark(best)
-        part = f"{name}{_x(best.speedup)} [{lo:.2f}, {hi:.2f}] on {label} ({word})"
+        part = f"{name}{speedup_text(best)} on {label} ({word})"
         cost = best.thread_cost
         if cost is not None:
             part += f", where one thread {_cost_words(cost)}"

@@ -512,8 +512,28 @@ class Result:
         return self.speedup / self.workers
 
     def speedup_ci(self, confidence: float = 0.95, resamples: int = 2000) -> tuple[float, float]:
-        """Bootstrap confidence interval of :attr:`speedup`, over rounds."""
-        return median_ci(self._kept(), confidence, resamples)
+        """Bootstrap confidence interval of :attr:`speedup`, over rounds; NaN
+        with fewer than :data:`MIN_ROUNDS_FOR_CI` rounds kept (an interval from
+        one or two points says nothing, and nothing is decided from it)."""
+        kept = self._kept()
+        if len(kept) < MIN_ROUNDS_FOR_CI:
+            return float("nan"), float("nan")
+        return median_ci(kept, confidence, resamples)
+
+    @property
+    def too_few_rounds(self) -> bool:
+        """Fewer rounds kept than an interval needs (:data:`MIN_ROUNDS_FOR_CI`),
+        though at least one: the speedup is a point, and stays undecided."""
+        return 0 < len(self._kept()) < MIN_ROUNDS_FOR_CI
+
+    @property
+    def more_work(self) -> str:
+        """How to give this cell's runs more work: ``--calls`` and a larger
+        input for a user's function (named ``module:function``), ``-n`` or
+        ``--seconds`` for a kernel."""
+        if ":" in self.kernel:
+            return "pass a larger input or more calls (--calls N)"
+        return "raise -n or --seconds"
 
     @property
     def half_width(self) -> float:
@@ -607,8 +627,8 @@ class Result:
         if self.too_short:
             notes.append(
                 f"{where}: the serial run takes {self.baseline_median_s * 1e6:.1f} us, too short "
-                "to measure parallelism (starting the workers outweighs the work); raise -n or "
-                "--seconds"
+                "to measure parallelism (starting the workers outweighs the work); "
+                + self.more_work
             )
         if self.flagged:
             notes.append(
@@ -647,8 +667,8 @@ class Result:
             return cls(
                 kernel=str(data["kernel"]),
                 backend=str(data["backend"]),
-                workers=int(data["workers"]),
-                n=int(data["n"]),
+                workers=_whole(data["workers"], "workers", 1, _MOST_WORKERS),
+                n=_whole(data["n"], "n", 0, _MOST_N),
                 scaling=data["scaling"],
                 start_method=data.get("start_method"),
                 status=data["status"],
@@ -678,7 +698,7 @@ class Result:
             )
         except KeyError as exc:
             raise ValueError(f"not a gilfree cell: it has no {exc.args[0]!r}") from None
-        except (TypeError, ValueError, AttributeError) as exc:
+        except (TypeError, ValueError, AttributeError, ArithmeticError) as exc:
             raise ValueError(f"not a gilfree cell: {exc}") from None
 
     def to_dict(self) -> dict[str, Any]:
@@ -740,6 +760,23 @@ FORMAT = "gilfree-results"
 FORMAT_VERSION = 2
 
 _CAPACITY_FIELDS = ("workers", "serial_s", "serial_cpu_s", "parallel_s", "parallel_cpu_s")
+
+
+#: The largest counts a saved cell may hold: far past any run, and small
+#: enough that every figure made from them can be shown.
+_MOST_N = 2**63 - 1
+_MOST_WORKERS = 1_000_000
+
+
+def _whole(value: Any, name: str, low: int, high: int) -> int:
+    """A whole number from a saved file, within ``[low, high]``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+        raise ValueError(f"{name} is {value!r}, not a whole number")
+    if not low <= value <= high:
+        digits = len(str(int(abs(value))))
+        shown = f"a number of {digits} digits" if digits > 15 else str(value)
+        raise ValueError(f"{name} is {shown}, outside {low} to {high:,}")
+    return int(value)
 
 
 def _num(value: Any) -> float:
@@ -851,14 +888,26 @@ def load(path: str) -> SavedRun:
     newer format version, an empty file, a stream cut inside its first line.
     A stream cut later reads as ``"cut off"`` with the cells it holds.
     OSError where it cannot be read."""
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding="utf-8-sig") as f:  # (a byte-order mark an editor added is skipped)
         text = f.read()
     if not text.strip():
         raise ValueError(f"{path}: the file is empty; is it the output of gilfree --json?")
     try:
         doc = json.loads(text)
-    except ValueError:
-        doc = None  # JSON Lines (several values), or not JSON at all
+    except RecursionError:
+        raise ValueError(f"{path}: not a gilfree results file (nested too deeply)") from None
+    except json.JSONDecodeError as exc:
+        if not text.lstrip().startswith(("{", "[")):
+            raise ValueError(
+                f"{path}: not a gilfree results file (not JSON: it starts {text.lstrip()[:20]!r})"
+            ) from None
+        if not text.lstrip().startswith('{"record"'):  # not a JSON Lines log either
+            what = "text after the JSON document" if exc.msg == "Extra data" else exc.msg.lower()
+            raise ValueError(
+                f"{path}: not valid JSON: {what} (line {exc.lineno}, column {exc.colno})"
+                + ("; was the file cut short?" if exc.msg != "Extra data" else "")
+            ) from None
+        doc = None  # JSON Lines: one value per line
     if isinstance(doc, dict) and "record" not in doc:
         if not isinstance(doc.get("results"), list):
             raise ValueError(f"{path}: not a gilfree results file (no list of results)")
@@ -982,16 +1031,17 @@ def read_json(path: str) -> dict[str, Any]:
     start: dict[str, Any] | None = None
     end: dict[str, Any] | None = None
     cells: list[dict[str, Any]] = []
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding="utf-8-sig") as f:
         for number, line in enumerate(f, 1):
             if not line.strip():
                 continue
             try:
                 record = json.loads(line)
-            except ValueError:
+            except (ValueError, RecursionError):
                 record = None
             kind = record.get("record") if isinstance(record, dict) else None
-            if record is None and not line.endswith("\n"):
+            cut = line.lstrip().startswith("{")  # the start of a record, never its end
+            if record is None and not line.endswith("\n") and cut:
                 # A last line cut off mid-write: the process was killed.
                 if start is None:
                     raise ValueError(
@@ -1000,7 +1050,10 @@ def read_json(path: str) -> dict[str, Any]:
                     )
                 break
             if kind not in ("start", "cell", "end"):
-                raise ValueError(f"{path}:{number}: not a gilfree JSON Lines record")
+                what = (
+                    "text that is not JSON" if record is None else f"a JSON {type(record).__name__}"
+                )
+                raise ValueError(f"{path}:{number}: not a gilfree JSON Lines record ({what})")
             assert isinstance(record, dict)
             del record["record"]
             if end is not None:

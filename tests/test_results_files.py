@@ -168,7 +168,12 @@ def test_pandas_json_normalize_gives_clean_column_names(
         ('{"format": "gilfree-results", "version": 99, "results": []}', r"format version 99"),
         ('{"format": "other", "version": 1, "results": []}', r"a 'other' file"),
         ('{"version": 2, "results": [{"kernel": "x"}]}', r"cell 1: not a gilfree cell"),
-        ("not json at all\n", r"not a gilfree JSON Lines record"),
+        ("not json at all\n", r"not a gilfree results file \(not JSON: it starts 'not json"),
+        # A document cut short, text after it, and nesting built to break a reader.
+        ('{\n  "format": "gilfree-results",\n  "ver', r"not valid JSON: .*cut short\?"),
+        ('{"results": []}\njunk', r"not valid JSON: text after the JSON document \(line 2"),
+        ("[" * 100_000, r"nested too deeply"),
+        ('{"record": "start"}\n[1]\n', r":2: not a gilfree JSON Lines record \(a JSON list\)"),
     ],
 )
 def test_load_names_what_is_wrong(tmp_path: Path, text: str, message: str) -> None:

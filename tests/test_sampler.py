@@ -352,7 +352,7 @@ def test_a_short_serial_run_is_sampled_again_until_it_can_decide() -> None:
     from gilfree.report import verdict_word
     from gilfree.sampler import MIN_SAMPLES
 
-    r = run("cython-gil", "threads", workers=2, n=_n(0.003), repeats=1, precision=None)
+    r = run("cython-gil", "threads", workers=2, n=_n(0.003), repeats=3, precision=None)
     assert r.gil_alone is not None and r.gil_alone.samples >= 2 * MIN_SAMPLES
     # The extra runs stop at their budget (0.2 s of wall time after the first
     # sampled run): bounded, with room for the runs either side of it on a
