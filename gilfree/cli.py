@@ -1372,7 +1372,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         "kernels:",
         *(f"  {k.name:<13} {k.description}" for k in KERNELS.values()),
     ]
-    print("\n".join(lines))
+    print("\n".join(map(_text.shown, lines)))  # (a processor's name is the machine's text)
     return 0
 
 
@@ -1504,7 +1504,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
         console.print(Text.assemble(("warning:", "yellow"), " " + _text.shown(note)))
     from gilfree.compare import table as compare_table
 
-    console.print(compare_table(pairs, f"{args.before} -> {args.after}"))
+    # The paths on a line of their own, never wrapped: each stays whole to copy.
+    console.print(_text.shown(f"{args.before} -> {args.after}"), soft_wrap=True, style="italic")
+    console.print(compare_table(pairs, None))
     console.print(
         "change: speedup and busy CPUs relative to BEFORE, GIL wait in points; real: the "
         "two 95% intervals do not overlap (else: within noise)"

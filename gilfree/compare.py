@@ -147,7 +147,7 @@ def _pct(value: float, points: bool = False) -> str:
     return f"{value * 100:+.0f}" + (" pt" if points else "%")
 
 
-def table(pairs: Sequence[Change], title: str) -> Table:
+def table(pairs: Sequence[Change], title: str | None) -> Table:
     """The matched cells: speedup before and after with intervals, the change,
     whether it is real, and the GIL wait and busy CPUs before -> after."""
     t = compact_table(

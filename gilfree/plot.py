@@ -11,6 +11,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+from gilfree._text import shown
 from gilfree.results import Result, build_label
 
 __all__ = [
@@ -62,8 +63,22 @@ def plot(results: Sequence[Result], path: str) -> Any:
     """
     fmt = plot_format(path)
     fig = figure(results)
-    fig.savefig(path, format=fmt)
+    _save(fig, path, fmt)
     return fig
+
+
+def _save(fig: Any, where: Any, fmt: str) -> None:
+    import warnings
+
+    with warnings.catch_warnings():  # long names squeeze the axes: drawn all the same
+        warnings.filterwarnings("ignore", message="constrained_layout not applied")
+        fig.savefig(where, format=fmt)
+
+
+def _label(text: str) -> str:
+    """User text for a matplotlib label, shown as typed: control characters
+    escaped, and ``$`` kept from starting mathtext."""
+    return shown(text).replace("$", r"\$")
 
 
 def svg(results: Sequence[Result]) -> str:
@@ -71,7 +86,7 @@ def svg(results: Sequence[Result]) -> str:
     import io
 
     out = io.StringIO()
-    figure(results).savefig(out, format="svg")
+    _save(figure(results), out, "svg")
     return out.getvalue()
 
 
@@ -111,7 +126,7 @@ def figure(results: Sequence[Result]) -> Any:
             [max(0.0, s - lo) for s, (lo, _) in zip(y, ci, strict=True)],
             [max(0.0, hi - s) for s, (_, hi) in zip(y, ci, strict=True)],
         ]
-        ax.errorbar(x, y, yerr=err, capsize=3, label=f"{kernel} on {backend}", **style)
+        ax.errorbar(x, y, yerr=err, capsize=3, label=_label(f"{kernel} on {backend}"), **style)
     top = max(r.workers for r in cells)
     ax.plot([1, top], [1, top], "k--", linewidth=1, label="ideal (speedup = workers)")
     ax.axvline(cpus, color="grey", linestyle=":", label=f"{cpus} CPUs available")
@@ -119,7 +134,9 @@ def figure(results: Sequence[Result]) -> Any:
     ax.set_xlabel("workers")
     ax.set_ylabel("speedup vs one thread doing the same work")
     gil = "GIL enabled" if c.gil_enabled else "GIL disabled"
-    fig.suptitle(f"gilfree: {c.processor}, {cpus} CPUs\n{c.implementation} {c.python} ({gil})")
+    fig.suptitle(
+        _label(f"gilfree: {c.processor}, {cpus} CPUs") + f"\n{c.implementation} {c.python} ({gil})"
+    )
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize="small")
     return fig

@@ -349,16 +349,17 @@ def test_a_short_serial_run_is_sampled_again_until_it_can_decide() -> None:
     # The engine samples more untimed runs of it, pooled, until the reading
     # holds at least twice the samples a verdict needs.
     from gilfree import run
-    from gilfree.report import verdict_word
+    from gilfree.report import GIL_BOUND_FROM
     from gilfree.sampler import MIN_SAMPLES
 
-    r = run("cython-gil", "threads", workers=2, n=_n(0.003), repeats=3, precision=None)
+    r = run("cython-gil", "threads", workers=2, n=_n(0.003), repeats=1, precision=None)
     assert r.gil_alone is not None and r.gil_alone.samples >= 2 * MIN_SAMPLES
     # The extra runs stop at their budget (0.2 s of wall time after the first
     # sampled run): bounded, with room for the runs either side of it on a
     # loaded host.
     assert r.gil_alone.seconds < 0.2 + 0.1
-    assert verdict_word([r], "cython-gil") == "GIL-bound"
+    # Enough to decide: the reading alone names the kernel GIL-bound.
+    assert r.gil_alone.held is not None and r.gil_alone.held_ci[0] >= GIL_BOUND_FROM
 
 
 @needs_gil

@@ -143,3 +143,32 @@ def blas_threads_seen() -> None:
 
 
 BLAS_SEEN: list[list[int]] = []
+
+
+def chatty(n: int = 1000) -> int:
+    """Prints a line at every call, as a user's function may: the print must
+    never land in gilfree's data stream on standard output."""
+    print("chatty: a line from the checked function")
+    return sum(range(n))
+
+
+def gen(n: int) -> object:
+    """A generator function: calling it runs none of its body."""
+    yield from range(n)
+
+
+async def coro(n: int) -> int:
+    """A coroutine function: calling it runs none of its body."""
+    return n
+
+
+def makes_a_generator(n: int) -> object:
+    """A plain function whose call returns a generator (its body unrun)."""
+    return (i for i in range(n))
+
+
+def exits(status: int = 0) -> None:
+    """Ends the process at once, as a badly behaved function might."""
+    import os
+
+    os._exit(status)
