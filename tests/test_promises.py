@@ -476,3 +476,27 @@ def test_smaller_messages_say_the_right_thing(
         main(argv)
     assert info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["run", "-k", "python", "-o"],
+        ["sweep", "-k", "python", "--json"],
+        ["demo", "--json"],
+        ["check", "userfuncs:nap", "0.01", "-o"],
+        ["info", "--json"],
+        ["show", "missing.json", "-o"],
+    ],
+)
+def test_every_command_names_a_path_as_typed(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A folder that does not exist, named with markup, emoji codes, [/] and an
+    # escape code: the refusal quotes it as typed (escaped where it must be).
+    path = "no[/]dir:coffee:[red]\x1b[2J/out.json"
+    with pytest.raises(SystemExit) as info:
+        main([*argv, path])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "no[/]dir:coffee:[red]" in err and "\x1b" not in err and "\\x1b" in err
