@@ -56,6 +56,7 @@ __all__ = [
     "check_call",
     "countdown",
     "run",
+    "scaling",
     "sweep",
 ]
 
@@ -72,6 +73,7 @@ _LAZY = {
     "Plan": "gilfree.plan",
     "Result": "gilfree.measure",
     "run": "gilfree.measure",
+    "scaling": "gilfree.scaling_law",
     "sweep": "gilfree.measure",
 }
 

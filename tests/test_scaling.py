@@ -1,0 +1,104 @@
+"""The scaling law: the GIL's bound and the queueing model's prediction."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+
+pytest.importorskip("hypothesis")
+from hypothesis import given
+from hypothesis import strategies as st
+
+import gilfree
+from gilfree.sampler import SamplerReading
+from gilfree.scaling_law import knee, scaling
+
+shares = st.floats(0.0, 1.0)
+counts = st.lists(st.integers(1, 128), min_size=1, max_size=8)
+
+
+def test_the_closed_queue_matches_its_known_values() -> None:
+    # Exact mean value analysis of one server (the GIL, demand f) and a
+    # delay (the GIL-free part waiting, 1 - f), worked by hand for f = 0.5:
+    # X(2) = 2 / (0.5 * (1 + 0.5) + 0.5) = 1.6.
+    rows = scaling(0.5, [1, 2, 4, 8, 16], free="wait")
+    assert [round(r.predicted, 2) for r in rows] == [1.0, 1.6, 1.97, 2.0, 2.0]
+    rows = scaling(0.2, [1, 2, 4, 8, 16], free="wait")
+    assert [round(r.predicted, 2) for r in rows] == [1.0, 1.92, 3.45, 4.85, 5.0]
+    assert [r.bound for r in rows] == [1, 2, 4, 5, 5]
+
+
+@given(f=shares, workers=counts, cores=st.none() | st.integers(1, 64))
+def test_the_prediction_never_passes_the_bound_or_the_cores(
+    f: float, workers: list[int], cores: int | None
+) -> None:
+    for row in scaling(f, workers, cores=cores):
+        assert row.bound == min(row.workers, knee(f))
+        assert 0 < row.predicted <= row.bound + 1e-9
+        if cores is not None:
+            assert row.predicted <= cores + 1e-9
+
+
+@given(f=shares, cores=st.none() | st.integers(1, 16))
+def test_more_threads_never_predict_less(f: float, cores: int | None) -> None:
+    curve = [r.predicted for r in scaling(f, range(1, 40), cores=cores)]
+    assert all(b >= a - 1e-9 for a, b in itertools.pairwise(curve))
+
+
+def test_the_ends_of_the_law() -> None:
+    # No GIL held: threads scale with the CPUs; always held: one at a time.
+    assert [r.predicted for r in scaling(0.0, [1, 2, 8], free="wait")] == [1, 2, 8]
+    assert [r.predicted for r in scaling(0.0, [1, 2, 8], cores=2)] == [1, 2, 2]
+    assert all(r.predicted == pytest.approx(1.0) for r in scaling(1.0, [1, 2, 64]))
+    assert knee(0.0) == math.inf and knee(0.25) == 4
+
+
+def test_a_reading_or_a_result_gives_its_share() -> None:
+    reading = SamplerReading(
+        held=0.25,
+        held_ci=(0.24, 0.26),
+        samples=5000,
+        seconds=0.5,
+        handoffs=0,
+        handoffs_per_s=0.0,
+        holders={},
+        source="gil state",
+        note="",
+    )
+    assert scaling(reading, [4]) == scaling(0.25, [4])
+    assert gilfree.scaling(0.25, [4])[0].to_dict() == {
+        "workers": 4,
+        "bound": 4.0,
+        "predicted": scaling(0.25, [4])[0].predicted,
+    }
+    no_gil = SamplerReading(
+        held=None,
+        held_ci=(math.nan, math.nan),
+        samples=0,
+        seconds=0.5,
+        handoffs=None,
+        handoffs_per_s=None,
+        holders={},
+        source="no GIL",
+        note="",
+    )
+    with pytest.raises(ValueError, match="no held share"):
+        scaling(no_gil)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"held": 1.5}, ValueError, "from 0 to 1"),
+        ({"held": math.nan}, ValueError, "from 0 to 1"),
+        ({"held": "half"}, TypeError, "a share from 0 to 1"),
+        ({"held": 0.5, "workers": [0]}, ValueError, "at least 1"),
+        ({"held": 0.5, "free": "sleep"}, ValueError, "'compute' or 'wait'"),
+        ({"held": 0.5, "cores": 0}, ValueError, "cores must be"),
+    ],
+)
+def test_bad_input_names_the_problem(kwargs: dict, error: type, message: str) -> None:
+    with pytest.raises(error, match=message):
+        scaling(**kwargs)
