@@ -499,6 +499,17 @@ def _repeats(p: argparse.ArgumentParser, precision: float | None = DEFAULT_PRECI
     )
 
 
+def _cores_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--cores",
+        type=_bounded("--cores", 1, 4096),
+        metavar="N",
+        help="state the scaling law's prediction for a machine of N CPUs (default: this "
+        "one's); from the GIL's held share, past about 1/share threads more threads do not "
+        "help (docs/scaling.md)",
+    )
+
+
 def _output_options(p: argparse.ArgumentParser) -> None:
     from gilfree.formats import FORMATS
 
@@ -571,6 +582,7 @@ def build_parser() -> _Parser:
     )
     _grid_options(sw, kernels=list(KERNELS), backends=list(DEFAULT_BACKENDS), workers=[1, 2])
     _common(sw)
+    _cores_option(sw)
 
     ck = sub.add_parser(
         "check",
@@ -615,6 +627,7 @@ def build_parser() -> _Parser:
     )
     _backends_option(ck)
     _common(ck, sizing=False)
+    _cores_option(ck)
 
     show = sub.add_parser(
         "show",
@@ -1148,6 +1161,11 @@ def _report(
     console.print()
     for line in report.verdicts(results):
         console.print(_text.shown(line))
+    if args.command in ("check", "sweep"):
+        cores = getattr(args, "cores", None)
+        for line in report.law_lines(results, cores):
+            console.print(_text.shown(line))
+        meta.setdefault("law", report.laws(results, cores))
     if hasattr(args, "recorder"):
         args.recorder.meta.update(meta)
     if isinstance(console.file, io.StringIO):  # --format table -o PATH

@@ -128,6 +128,8 @@ def figure(results: Sequence[Result]) -> Any:
         ]
         ax.errorbar(x, y, yerr=err, capsize=3, label=_label(f"{kernel} on {backend}"), **style)
     top = max(r.workers for r in cells)
+    if len(builds) == 1:
+        _draw_laws(ax, cells, kernels, top)
     ax.plot([1, top], [1, top], "k--", linewidth=1, label="ideal (speedup = workers)")
     ax.axvline(cpus, color="grey", linestyle=":", label=f"{cpus} CPUs available")
     ax.set_xticks(sorted({r.workers for r in cells} | {cpus}))
@@ -140,3 +142,35 @@ def figure(results: Sequence[Result]) -> Any:
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize="small")
     return fig
+
+
+def _draw_laws(ax: Any, cells: Sequence[Result], kernels: list[str], top: int) -> None:
+    """The scaling law of each kernel whose GIL was read (gilfree.scaling_law):
+    its predicted curve, thin, and its bound 1/f where that is in view, in
+    the kernel's colour."""
+    from gilfree.scaling_law import law_for, scaling
+
+    for kernel in dict.fromkeys(r.kernel for r in cells):
+        law = law_for([r for r in cells if r.kernel == kernel])
+        if law is None or kernel not in kernels:
+            continue
+        colour = f"C{kernels.index(kernel) % 10}"
+        xs = list(range(1, top + 1))
+        cores = None if law["free"] == "wait" else cells[0].context.cpus_available
+        ys = [row.predicted for row in scaling(law["held"], xs, cores=cores)]
+        ax.plot(
+            xs,
+            ys,
+            color=colour,
+            linewidth=1,
+            alpha=0.6,
+            label=_label(f"{kernel}: the law's prediction"),
+        )
+        if law["knee"] < top:
+            ax.axhline(
+                law["knee"],
+                color=colour,
+                linewidth=0.8,
+                linestyle=(0, (1, 3)),
+                label=_label(f"{kernel}: the GIL's bound, 1/{law['held']:.2f}"),
+            )

@@ -38,7 +38,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["DEFAULT_WORKERS", "Row", "knee", "scaling"]
+__all__ = ["DEFAULT_WORKERS", "MISS", "Row", "knee", "law_for", "scaling"]
 
 #: The worker counts :func:`scaling` predicts by default.
 DEFAULT_WORKERS = (1, 2, 4, 8, 16, 32, 64)
@@ -149,3 +149,87 @@ def _mva(f: float, most: int, cores: int | None) -> list[float]:
             p = grown
         out.append(min(x, float(n), float(cores) if cores else math.inf))
     return out
+
+
+#: A prediction that misses its measurement by more than this is flagged.
+MISS = 0.20
+#: Serial runs that kept a CPU busy less than this share of their time
+#: spend their GIL-free part waiting: the law takes ``free="wait"``.
+WAITING_BELOW = 0.5
+#: GIL hand-offs a second from which they are named as the likely cost.
+MANY_HANDOFFS = 1000.0
+
+
+def law_for(cells: Iterable[Any], cores: int | None = None) -> dict[str, Any] | None:
+    """The law for one kernel's threads cells (:class:`~gilfree.results.Result`),
+    from the held share of its largest threads cell, against every measured
+    threads point; None where the GIL's held share was not read (no GIL, or
+    a build whose GIL cannot be read).
+
+    The GIL-free part is taken to wait when the serial run kept a CPU busy
+    less than :data:`WAITING_BELOW` of its time, else to compute on ``cores``
+    CPUs (default: the CPUs this run had). A point the prediction misses by
+    more than :data:`MISS` is flagged, with the reason the readings point to.
+    """
+    threads = sorted(
+        (c for c in cells if c.ok and c.backend == "threads" and c.context.gil_enabled),
+        key=lambda c: c.workers,
+    )
+    read = [c for c in threads if c.gil_held is not None]
+    if not read:
+        return None
+    top = read[-1]
+    held = float(top.gil_held)
+    here = top.context.cpus_available
+    cpu_s, wall_s = sum(top.baseline_cpu_s), sum(top.baseline_s)
+    waits = bool(cpu_s and wall_s and cpu_s / wall_s < WAITING_BELOW)
+    free = "wait" if waits else "compute"
+    stated = cores if cores is not None else here
+    counts = [w for w in DEFAULT_WORKERS if w <= max(2, 2 * stated)]
+    points = []
+    for c in threads:
+        if math.isnan(c.speedup) or c.workers < 2:
+            continue
+        row = scaling(held, [c.workers], cores=None if waits else here)[0]
+        off = c.speedup / row.predicted - 1
+        points.append(
+            {
+                "workers": c.workers,
+                "measured": c.speedup,
+                "predicted": row.predicted,
+                "bound": row.bound,
+                "off": off,
+                "flag": _why_missed(c, off, here) if abs(off) > MISS else None,
+            }
+        )
+    return {
+        "held": held,
+        "knee": knee(held),
+        "free": free,
+        "cores": stated,
+        "prediction": [r.to_dict() for r in scaling(held, counts, cores=None if waits else stated)],
+        "measured": points,
+    }
+
+
+def _why_missed(cell: Any, off: float, cpus: int) -> str:
+    """What the readings of a cell point to when the law misses it."""
+    if off > 0:
+        return (
+            "above the curve: its held sections queue less than the model's (sections "
+            "of one length do)"
+        )
+    handoffs = cell.handoffs_per_s
+    rate = "" if handoffs is None else f": {handoffs:,.0f} a second"
+    if (handoffs is not None and handoffs >= MANY_HANDOFFS) or (cell.gil_held or 0) >= 0.5:
+        return (
+            f"the GIL's hand-offs between threads{rate}, whose wake-ups and waits the law "
+            "leaves out"
+        )
+    busy = cell.busy_cpus
+    if busy >= 0.9 * min(cell.workers, cpus) and cell.workers >= cpus:
+        return f"the CPUs: {busy:.2f} of {cpus} were busy"
+    return (
+        f"something other than the GIL: {busy:.2f} busy CPUs for {cell.workers} threads "
+        "(a lock, I/O, or memory bandwidth)"
+    )

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import itertools
+import json
 import math
+from pathlib import Path
 
 import pytest
 
@@ -102,3 +104,73 @@ def test_a_reading_or_a_result_gives_its_share() -> None:
 def test_bad_input_names_the_problem(kwargs: dict, error: type, message: str) -> None:
     with pytest.raises(error, match=message):
         scaling(**kwargs)
+
+
+# ------------------------------------------------- the law against measurement
+
+
+def test_a_point_the_law_predicts_is_not_flagged() -> None:
+    from test_measure import fake
+
+    from gilfree.scaling_law import law_for
+
+    cells = [fake("python", "threads", 1.0, workers=w, busy=1.0, held=1.0) for w in (2, 4)]
+    law = law_for(cells)
+    assert law is not None and law["held"] == 1.0 and law["knee"] == 1.0
+    assert law["free"] == "compute" and law["cores"] == 2
+    assert [p["flag"] for p in law["measured"]] == [None, None]
+    assert [p["predicted"] for p in law["measured"]] == pytest.approx([1.0, 1.0])
+
+
+@pytest.mark.parametrize(
+    ("speedup", "held", "handoffs", "busy", "reason"),
+    [
+        (0.8, 0.5, 20_000.0, 1.0, "the GIL's hand-offs between threads: 20,000 a second"),
+        (0.9, 0.05, 10.0, 0.95, "something other than the GIL: 0.95 busy CPUs"),
+        (1.95, 0.5, 10.0, 1.95, "above the curve"),
+    ],
+)
+def test_a_miss_past_20_percent_is_flagged_with_its_reason(
+    speedup: float, held: float, handoffs: float, busy: float, reason: str
+) -> None:
+    from test_measure import fake
+
+    from gilfree.report import law_lines
+    from gilfree.scaling_law import law_for
+
+    cell = fake("k", "threads", speedup, busy=busy, held=held, handoffs_per_s=handoffs)
+    law = law_for([cell])
+    assert law is not None
+    (point,) = law["measured"]
+    assert abs(point["off"]) > 0.2 and reason in point["flag"]
+    lines = law_lines([cell])
+    assert "the law does not hold here" in lines[1] and reason in lines[1]
+
+
+def test_no_law_without_a_reading_of_the_gil() -> None:
+    from test_measure import fake
+
+    from gilfree.report import law_lines
+    from gilfree.scaling_law import law_for
+
+    assert law_for([fake("k", "threads", 1.9, busy=1.9)]) is None
+    assert law_for([fake("k", "threads", 1.9, busy=1.9, held=0.0, gil_enabled=False)]) is None
+    assert law_lines([fake("k", "processes", 1.9, busy=1.9)]) == []
+
+
+def test_check_states_the_knee_and_the_prediction_for_cores(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from gilfree.cli import main
+
+    path = tmp_path / "c.jsonl"
+    argv = ["check", "userfuncs:spin", "3*10**5", "-b", "threads", "--rounds", "3"]
+    main([*argv, "--precision", "off", "--cores", "16", "--json", str(path)])
+    out = capsys.readouterr().out
+    assert "userfuncs:spin: the GIL's law: held" in out
+    assert "more threads do not help" in out and "on 16 CPUs" in out
+    end = json.loads(path.read_text().splitlines()[-1])
+    law = end["law"]["userfuncs:spin"]
+    assert law["cores"] == 16 and law["knee"] == pytest.approx(1 / law["held"])
+    assert [p["workers"] for p in law["prediction"]] == [1, 2, 4, 8, 16, 32]
+    assert law["measured"][0]["workers"] == 2 and "predicted" in law["measured"][0]
