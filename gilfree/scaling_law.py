@@ -18,12 +18,13 @@ the curve a closed queueing model predicts:
   Exact mean value analysis gives the throughput at each N, which is the
   speedup over one thread. The GIL's holder runs on a CPU too, which the
   model leaves out; the prediction never passes ``cores``.
-- **Held sections** are taken as exponential in length, for which mean
-  value analysis is exact. Fixed sections (the ``mixed`` and ``io``
-  kernels hold the GIL in sections of one length) queue less: their
-  measured speedup runs above the prediction below the knee, and still
-  under the bound. Real code's sections are neither; the docs show how far
-  each kind of work strays from the curve.
+- **Held sections**: ``sections="exponential"`` (the default; real code's
+  sections vary in length) takes them as exponential, for which mean value
+  analysis is exact. ``sections="fixed"`` takes every section and every
+  GIL-free stretch as one length, as the ``mixed`` and ``io`` kernels hold
+  them: with nothing to upset them, threads fall into step and never queue,
+  so the curve is the bound itself, ``min(N, 1/f)`` (and ``cores``), which
+  is exact for such a deterministic cycle. Real code lies between the two.
 - **Hand-offs are left out.** Each change of the GIL's holder costs a
   wake-up, and where held sections are short (tens of microseconds) those
   costs, and the convoys they start, take threads well below this curve.
@@ -91,6 +92,7 @@ def scaling(
     *,
     cores: int | None = None,
     free: str = "compute",
+    sections: str = "exponential",
 ) -> list[Row]:
     """The bound and the predicted speedup of threads, one :class:`Row` per
     worker count (see the module's text for the model).
@@ -109,6 +111,10 @@ def scaling(
     free
         ``"compute"`` (the GIL-free part runs on CPUs) or ``"wait"`` (it
         waits, as I/O does: no CPU limit).
+    sections
+        ``"exponential"`` (held sections of varying length) or ``"fixed"``
+        (all of one length: threads fall into step, and the curve is the
+        bound).
     """
     f = _share(held)
     counts = [int(w) for w in workers]
@@ -118,7 +124,16 @@ def scaling(
         raise ValueError(f"free must be 'compute' or 'wait', not {free!r}")
     if cores is not None and (isinstance(cores, bool) or not isinstance(cores, int) or cores < 1):
         raise ValueError(f"cores must be a whole number of at least 1, got {cores!r}")
-    curve = _mva(f, max(counts), cores if free == "compute" else None)
+    if sections not in ("exponential", "fixed"):
+        raise ValueError(f"sections must be 'exponential' or 'fixed', not {sections!r}")
+    limit = cores if free == "compute" else None
+    if sections == "fixed":
+        most = knee(f) if limit is None else min(knee(f), limit)
+        return [
+            Row(workers=n, bound=float(min(n, knee(f))), predicted=float(min(n, most)))
+            for n in counts
+        ]
+    curve = _mva(f, max(counts), limit)
     return [Row(workers=n, bound=float(min(n, knee(f))), predicted=curve[n - 1]) for n in counts]
 
 

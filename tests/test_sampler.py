@@ -10,6 +10,7 @@ the GIL for as large a share of a slower run.
 from __future__ import annotations
 
 import math
+import os
 import sys
 import threading
 
@@ -375,3 +376,24 @@ def test_a_run_of_no_work_is_not_sampled_forever() -> None:
     r = run("cython-gil", "threads", workers=2, n=0, repeats=1, precision=None, capacity=False)
     assert time.monotonic() - t0 < SAMPLE_MORE_S + 2
     assert r.too_short
+
+
+@needs_gil
+@pytest.mark.skipif(
+    not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2,
+    reason="needs a thread to choose among two CPUs or more",
+)
+def test_the_sampler_keeps_off_the_cpu_of_the_work_it_reads() -> None:
+    # Sharing a CPU with the io kernel's held sections, the sampler woke only
+    # once the work let the CPU go, and read 0.04 to 0.08 for a share of 0.2
+    # in 1 ms sections. Apart, it reads the share; the thread's CPUs come back.
+    before = os.sched_getaffinity(0)
+    kernel = truth_kernel("io", 0.2, section_us=1000)
+    n = int(spins_per_ns() * 1e9 * 0.2 * 0.15)
+    with GILSampler() as sampler:
+        during = os.sched_getaffinity(0)
+        kernel(n)
+    assert os.sched_getaffinity(0) == before and len(during) == len(before) - 1
+    assert abs(sampler.reading().held - 0.2) < 0.1
+    with GILSampler(apart=False):
+        assert os.sched_getaffinity(0) == before
