@@ -54,7 +54,7 @@ def _label() -> str:
 
 
 def _read(work: Any) -> dict[str, Any]:
-    with GILSampler() as sampler:
+    with GILSampler(apart=True) as sampler:  # one thread alone, as gilfree samples it
         work()
     return sampler.reading().to_dict()
 
@@ -86,7 +86,10 @@ def kernels(seconds: float) -> list[dict[str, Any]]:
 def _timed(threads: int, n: int, sampled: bool) -> float:
     kernel = KERNELS["cython-nogil"]
     workers = [threading.Thread(target=kernel, args=(n,)) for _ in range(threads)]
-    sampler = GILSampler() if sampled else None
+    # With a CPU to spare the sampler takes its own, as gilfree's do; with
+    # every CPU busy the workers keep them all.
+    apart = threads < (os.cpu_count() or 1)
+    sampler = GILSampler(apart=apart) if sampled else None
     t0 = time.perf_counter()
     if sampler is not None:
         sampler.start()

@@ -256,7 +256,7 @@ class _Track:
         cell's run counts the GIL's hand-offs, read from its switch counter
         as the workers start and after they end, nothing in between."""
         if sampled and self.role == "serial":
-            with armed(GILSampler()) as sampler:
+            with armed(GILSampler(apart=True)) as sampler:  # one worker alone: its own CPU
                 timing = self.run(metered)
             if sampler.started:  # the backend set the window
                 self.readings.append(sampler.reading())

@@ -234,21 +234,23 @@ class GILSampler(StartStop):
     seed
         Seeds the instants (default: from the OS), for a reproducible series.
     apart
-        Keep the sampler's thread off the CPU of the thread that starts it
-        (where the OS lets a thread choose its CPUs and there are two or
-        more): a sampler that shares a CPU with busy work wakes late, after
-        the work has let the CPU go, so it reads the work's waits and misses
-        its held time (the ``io`` kernel at 0.2 in 1 ms sections read 0.04 to
-        0.08 so, and 0.19 to 0.21 apart). While it samples, the starting
-        thread, and any thread it starts, run on the other CPUs; its CPUs
-        are given back at :meth:`stop`. Default True.
+        Keep the sampler's thread off the CPU of the thread that starts it,
+        for work that runs in that thread (where the OS lets a thread choose
+        its CPUs and there are two or more). A sampler that shares a CPU
+        with busy work wakes late, after the work has let the CPU go, so it
+        reads the work's waits and misses its held time: the ``io`` kernel
+        at 0.2 in 1 ms sections read 0.04 to 0.08 so, and 0.19 to 0.21
+        apart. While it samples, the starting thread, and any thread it
+        starts, run on the other CPUs (one fewer), and get their CPUs back
+        at :meth:`stop`. gilfree samples one worker alone this way. Default
+        False: threads the work starts keep every CPU.
     """
 
     def __init__(
         self,
         interval: float = DEFAULT_SAMPLE_INTERVAL,
         seed: int | None = None,
-        apart: bool = True,
+        apart: bool = False,
     ) -> None:
         self.interval = _check_interval(interval)
         self.apart = bool(apart)

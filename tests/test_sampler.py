@@ -390,10 +390,10 @@ def test_the_sampler_keeps_off_the_cpu_of_the_work_it_reads() -> None:
     before = os.sched_getaffinity(0)
     kernel = truth_kernel("io", 0.2, section_us=1000)
     n = int(spins_per_ns() * 1e9 * 0.2 * 0.15)
-    with GILSampler() as sampler:
+    with GILSampler(apart=True) as sampler:
         during = os.sched_getaffinity(0)
         kernel(n)
     assert os.sched_getaffinity(0) == before and len(during) == len(before) - 1
     assert abs(sampler.reading().held - 0.2) < 0.1
-    with GILSampler(apart=False):
+    with GILSampler():  # by default, every CPU stays the work's
         assert os.sched_getaffinity(0) == before
