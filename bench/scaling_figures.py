@@ -176,8 +176,8 @@ def table() -> None:
             )
         lines += [
             "",
-            f"Largest miss: {worst_io:.0%} (flagged past {TOLERANCE['io']:.0%}); most above "
-            f"the bound: {above:+.0%}.",
+            f"Largest miss: {worst_io:.0%} (a point missed by more than {TOLERANCE['io']:.0%} "
+            f"is flagged); most above the bound: {above:+.0%}.",
             "",
             "The mixed kernel (both parts compute) on 2 threads: the speedup as a share of "
             "what 2 processes got in the same rounds, against the prediction over the ideal "

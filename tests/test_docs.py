@@ -72,6 +72,7 @@ MEASURED_BLOCK_STARTS = (
     "python: GIL-bound",
     "demo: median",
     "GIL sampler:",
+    "Threads against the scaling law",
 )
 
 
