@@ -787,8 +787,7 @@ class _Recorder:
             _say(f"gilfree: {self.lost}")
             if self.path == "-":
                 _silence_stdout()  # the reader left: later output would fail again
-            else:
-                self.log.close()
+            self.log.close()  # (its line left in the buffer is dropped, not retried)
             self.log = None
 
     def add(self, result: Result) -> None:

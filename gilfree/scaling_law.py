@@ -162,7 +162,8 @@ def _mva(f: float, most: int, cores: int | None) -> list[float]:
             grown = [0.0] + [rest / min(j, cores) * x * p[j - 1] for j in range(1, n + 1)]
             grown[0] = max(0.0, 1.0 - sum(grown[1:]))
             p = grown
-        out.append(min(x, float(n), float(cores) if cores else math.inf))
+        # (rounding can carry x a hair past 1/f, which the GIL never allows)
+        out.append(min(x, float(n), knee(f), float(cores) if cores else math.inf))
     return out
 
 

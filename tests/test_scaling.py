@@ -158,6 +158,7 @@ def test_no_law_without_a_reading_of_the_gil() -> None:
     assert law_lines([fake("k", "processes", 1.9, busy=1.9)]) == []
 
 
+@pytest.mark.needs_gil
 def test_check_states_the_knee_and_the_prediction_for_cores(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
