@@ -500,3 +500,16 @@ def test_every_command_names_a_path_as_typed(
     assert info.value.code == 2
     err = capsys.readouterr().err
     assert "no[/]dir:coffee:[red]" in err and "\x1b" not in err and "\\x1b" in err
+
+
+def test_a_saved_run_with_a_byte_order_mark_reads_back(
+    measured: Result, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # An editor that saves UTF-8 "with BOM" puts U+FEFF first: a JSON
+    # document and a JSON Lines log both still read.
+    doc = Path(_saved(tmp_path, measured, "k"))
+    log = tmp_path / "log.jsonl"
+    log.write_text(_show(capsys, str(doc), "--format", "jsonl"))
+    for path in (doc, log):
+        path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+        assert load(str(path)).results[0].kernel == "k"
