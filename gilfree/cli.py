@@ -739,6 +739,15 @@ class _Recorder:
         #: json, csv, markdown or html: written whole when the run ends, to ``out``.
         self.document = args.format if args.format in ("json", "csv", "markdown", "html") else None
         self.out: _Output = args.out
+        if (
+            args.json not in (None, "-")
+            and self.out.path != "-"
+            and (_same_file(args.json, self.out.path))
+        ):
+            raise _Usage(
+                f"--json and -o both name {args.json}: each would overwrite the other; give "
+                "them two paths"
+            )
         if self.document and args.json == "-" and self.out.path == "-":
             raise _Usage(
                 f"--json - and --format {args.format} would both write to standard output; "

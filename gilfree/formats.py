@@ -170,7 +170,7 @@ def _markdown(results: Sequence[Result], title: str) -> str:
     for r in results:
         if not r.ok:
             note = reasons.index(r.reason.split("\n", 1)[0]) + 1
-            speedup = f"{r.status} ({note})"
+            speedup = md(f"{r.status} ({note})")  # (a saved file's status is its text)
             gil = mark = ""
         else:
             speedup = speedup_text(r) + (" !" if r.warnings else "")
@@ -178,7 +178,7 @@ def _markdown(results: Sequence[Result], title: str) -> str:
             mark = cell_mark(r)
         build = f" {md(build_label(r.context))} |" if multi else ""
         lines.append(
-            f"| {md(r.kernel)} |{build} {md(r.backend)} | {r.workers} | {md(speedup)} | {gil} "
+            f"| {md(r.kernel)} |{build} {md(r.backend)} | {r.workers} | {speedup} | {gil} "
             f"| {mark} |"
         )
     lines.append("")

@@ -409,6 +409,9 @@ BUSY_SHARE_HELPS = 0.7
 #: ...and below this, on a host that showed it can run that many processes
 #: in parallel, something other than the GIL limits them.
 BUSY_SHARE_BELOW = 0.6
+#: ...and, where capacity was measured, the whole interval of the speedup as
+#: a share of what as many processes got in the same rounds below this.
+LIMITED_SHARE_BELOW = 0.75
 
 
 def _host_parallel(threads: Result) -> bool:
@@ -449,7 +452,12 @@ def _from_readings(
         lo_s = threads.speedup_ci()[0]
         if busy >= BUSY_SHARE_HELPS * ideal or lo_s > NO_GAIN:
             return f"threads help: {held_words}; threads {speed}{extra}"
-        if host_parallel and busy < BUSY_SHARE_BELOW * ideal:
+        # The shortfall must hold against the processes of the same rounds
+        # too: busy CPUs alone drift with a host whose other work comes and
+        # goes between the runs of a round.
+        paired_high = threads.share_ci()[1]
+        paired_short = math.isnan(paired_high) or paired_high < LIMITED_SHARE_BELOW
+        if host_parallel and busy < BUSY_SHARE_BELOW * ideal and paired_short:
             line = (
                 f"limited elsewhere: {held_words}, yet {w} threads kept {busy:.2f} CPUs busy "
                 f"({speed}){extra}"

@@ -384,3 +384,15 @@ def test_a_saved_cell_keeps_its_readings() -> None:
     assert back.handoffs_per_s == 200.0 and back.busy_cpus == r.busy_cpus
     derived = r.to_dict()["derived"]
     assert derived["gil_held"] == r.gil_held and derived["handoffs_per_s"] == 200.0
+
+
+def test_threads_that_kept_pace_with_the_processes_of_their_rounds_are_not_limited_elsewhere() -> (
+    None
+):
+    # Few busy CPUs, but as much as the processes measured in the same rounds
+    # got: the host's other work took the CPUs (it came and went between the
+    # runs), not something in the function. No "limited elsewhere".
+    kept_pace = fake("k", "threads", 1.1, busy=1.1, capacity=1.2, held=0.0)
+    assert verdict_word([kept_pace], "k") == "inconclusive"
+    fell_short = fake("k", "threads", 1.0, busy=1.0, capacity=1.9, held=0.0)
+    assert verdict_word([fell_short], "k") == "limited elsewhere"

@@ -211,11 +211,20 @@ def test_a_checked_function_that_prints_does_not_corrupt_stdout(tmp_path: Path) 
         assert load(str(path)).results  # the whole of stdout is one saved run
 
 
-def test_two_streams_on_stdout_are_refused(capsys: pytest.CaptureFixture[str]) -> None:
+def test_two_streams_on_stdout_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     with pytest.raises(SystemExit) as info:
         main(["run", "--json", "-", "--format", "json"])
     assert info.value.code == 2
     assert "both write to standard output" in capsys.readouterr().err
+    # Nor two streams on one file.
+    path = str(tmp_path / "r.json")
+    with pytest.raises(SystemExit) as info:
+        main(["run", "--json", path, "--format", "csv", "-o", path])
+    assert info.value.code == 2
+    assert "--json and -o both name" in capsys.readouterr().err
+    assert not os.path.exists(path)
 
 
 @pytest.mark.parametrize("fmt", ["table", "csv", "json", "markdown", "html"])
