@@ -1171,9 +1171,10 @@ def _report(
         console.print(_text.shown(line))
     if args.command in ("check", "sweep"):
         cores = getattr(args, "cores", None)
-        for line in report.law_lines(results, cores):
+        found = report.laws(results, cores)  # once: the lines and the JSON share it
+        for line in report.law_lines(results, cores, found):
             console.print(_text.shown(line))
-        meta.setdefault("law", report.laws(results, cores))
+        meta.setdefault("law", found)
     if hasattr(args, "recorder"):
         args.recorder.meta.update(meta)
     if isinstance(console.file, io.StringIO):  # --format table -o PATH

@@ -154,9 +154,6 @@ def _markdown(results: Sequence[Result], title: str) -> str:
         verdicts,
     )
 
-    def x(value: float) -> str:
-        return "-" if math.isnan(value) else f"{value:.2f}x"
-
     reasons = unsupported_notes(results)
     multi = len(build_labels(results)) > 1
     lines = [

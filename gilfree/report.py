@@ -508,12 +508,15 @@ def laws(results: Sequence[Result], cores: int | None = None) -> dict[str, dict[
     return out
 
 
-def law_lines(results: Sequence[Result], cores: int | None = None) -> list[str]:
+def law_lines(
+    results: Sequence[Result], cores: int | None = None, found: dict[str, Any] | None = None
+) -> list[str]:
     """The law in words, per kernel: the knee, the prediction on ``cores``
     CPUs, and each measured threads point against it (flagged, with the
-    reason, where it misses by more than 20%)."""
+    reason, where it misses by more than 20%). ``found``: :func:`laws` of
+    these results, where the caller has them already."""
     lines = []
-    for name, law in laws(results, cores).items():
+    for name, law in (laws(results, cores) if found is None else found).items():
         knee = law["knee"]
         where = (
             "no number of threads is held back by the GIL"
