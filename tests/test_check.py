@@ -56,7 +56,7 @@ def test_a_function_that_releases_the_gil_gets_threads_help() -> None:
     assert report.function == "userfuncs:nap"
     threads = next(r for r in report.results if r.backend == "threads")
     assert threads.ok and threads.speedup > 1.6
-    assert threads.contention is not None and threads.contention < 0.1
+    assert threads.contention is not None and threads.contention < 0.3
     assert report.verdict.startswith("threads help: ")
     assert "it holds the GIL 0%" in report.verdict  # read from the GIL state
     assert 0.035 < report.serial_call_s < 0.1
