@@ -3,6 +3,7 @@
 Usage:
     python bench/scaling_figures.py            # measure with this Python, save JSON
     python bench/scaling_figures.py --table    # render every saved JSON as one table
+    python bench/scaling_figures.py --parts short   # measure one part again
 
 Measuring writes ``bench/results/scaling-<python>-<cpus>cpu.json``:
 
@@ -17,6 +18,14 @@ Measuring writes ``bench/results/scaling-<python>-<cpus>cpu.json``:
   compared as a share of the capacity measured in the same rounds (what
   as many processes got), against the prediction over the ideal
   (``free="compute"``, ``cores`` the CPUs available).
+
+- **short**: functions whose held sections are tens of microseconds long,
+  where the GIL's hand-offs cost as much as the sections: the ``mixed`` and
+  ``io`` kernels in sections of 50 us, and ``bench/_chunked.py`` (a Python
+  loop between ``hashlib`` updates). The law as ``gilfree sweep`` states it
+  (:func:`gilfree.scaling_law.law_for`): the 2-thread run sets the hand-off
+  cost (and is held to the GIL's queue alone), and the prediction for more
+  threads takes that cost in.
 
 ``--table`` renders ``bench/results/scaling.md`` from every saved JSON: the
 table docs/scaling.md includes and the README quotes.
@@ -35,8 +44,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import describe
 
 from gilfree import scaling, sweep
+from gilfree.checker import as_kernel
 from gilfree.kernels import truth_kernel
 from gilfree.measure import context
+from gilfree.scaling_law import law_for
 
 RESULTS = Path(__file__).resolve().parent / "results"
 IO_SHARES = (0.2, 0.5)
@@ -120,19 +131,76 @@ def mixed_rows(seconds: float) -> list[dict[str, Any]]:
     return rows
 
 
+def _short_kernels() -> list[tuple[str, Any, list[int]]]:
+    from _chunked import chunked
+
+    return [
+        ("mixed 0.5, 50 us", truth_kernel("mixed", 0.5, section_us=50), [2, 4]),
+        ("mixed 0.75, 50 us", truth_kernel("mixed", 0.75, section_us=50), [2, 4]),
+        ("io 0.5, 50 us", truth_kernel("io", 0.5, section_us=50), [2, 4, 8, 16]),
+        ("chunked sha256, 16 KB, loop 200", as_kernel(chunked, (b"x" * 2**14, 300, 200)), [2, 4]),
+        ("chunked sha256, 64 KB, loop 800", as_kernel(chunked, (b"x" * 2**16, 100, 800)), [2, 4]),
+    ]
+
+
+def short_rows(seconds: float) -> list[dict[str, Any]]:
+    rows = []
+    for name, kernel, workers in _short_kernels():
+        cells = _cells(kernel, workers, seconds, capacity=False)
+        law = law_for(cells)
+        if law is None:
+            print(f"{name}: the GIL was not read", file=sys.stderr)
+            continue
+        by_workers = {c.workers: c for c in cells}
+        for point in law["measured"]:
+            cell = by_workers[point["workers"]]
+            queue = scaling(law["held"], [cell.workers], cores=_cores(law), free=law["free"])
+            rows.append(
+                {
+                    "name": name,
+                    "workers": cell.workers,
+                    "held": law["held"],
+                    "free": law["free"],
+                    "speedup": cell.speedup,
+                    "queue": queue[0].predicted,
+                    "predicted": point["predicted"],
+                    "sets_cost": point["sets_cost"],
+                    "handoff": law["handoff"],
+                    "busy_cpus": cell.busy_cpus,
+                    "handoffs_per_s": cell.handoffs_per_s,
+                }
+            )
+            print(
+                f"{name} x{cell.workers}: measured {cell.speedup:.2f}, queue "
+                f"{queue[0].predicted:.2f}, with hand-offs {point['predicted']:.2f}",
+                file=sys.stderr,
+            )
+    return rows
+
+
+def _cores(law: dict[str, Any]) -> int | None:
+    return None if law["free"] == "wait" else context().cpus_available
+
+
 def _label() -> str:
     return f"{'.'.join(map(str, sys.version_info[:2]))}-{context().cpus_available}cpu"
 
 
+PARTS = {"io": io_rows, "mixed": mixed_rows, "short": short_rows}
+
+
 def measure(args: argparse.Namespace) -> None:
-    data = {
-        "machine": describe(),
-        "label": _label(),
-        "cpus": context().cpus_available,
-        "io": io_rows(args.seconds),
-        "mixed": mixed_rows(args.seconds),
-    }
     out = RESULTS / f"scaling-{_label()}.json"
+    parts = args.parts.split(",")
+    unknown = sorted(set(parts) - set(PARTS))
+    if unknown:
+        raise SystemExit(f"unknown part {unknown[0]!r}: choose from {', '.join(PARTS)}")
+    # Parts not measured now keep their saved rows (each row is one sweep's,
+    # its sides measured in the same rounds).
+    data = json.loads(out.read_text()) if out.exists() else {}
+    data.update({"machine": describe(), "label": _label(), "cpus": context().cpus_available})
+    for part in parts:
+        data[part] = PARTS[part](args.seconds)
     out.write_text(json.dumps(data, indent=1) + "\n")
     print(out)
 
@@ -200,10 +268,56 @@ def table() -> None:
                 f"{row['of_capacity']:.2f} | {row['predicted_of_ideal']:.2f} | {off:+.0%}{flag} | "
                 f"{queue:.2f} | {'' if handoffs is None else f'{handoffs:,.0f}'} |"
             )
+        lines += _short_table(run.get("short", []))
         lines += ["", f"Machine: {run['machine']}.", ""]
     out = RESULTS / "scaling.md"
     out.write_text("\n".join(lines).rstrip("\n") + "\n")
     print(out.read_text())
+
+
+def _short_table(rows: list[dict[str, Any]]) -> list[str]:
+    """Short held sections: the 2-thread run against the GIL's queue alone
+    (it sets the hand-off cost), the others against the law with it in."""
+    if not rows:
+        return []
+    lines = [
+        "",
+        "Short held sections, where hand-offs cost as much as the sections: the law as "
+        "`gilfree sweep` states it. The 2-thread run is held to the GIL's queue alone, and "
+        "sets the hand-off cost (the loss the queue leaves unexplained, over its hand-offs); "
+        "the runs with more threads are held to the law with that cost in. No cost is read "
+        "from a run whose CPUs were all busy (the CPUs held it back, not the GIL)",
+        "",
+        "| function | held (read) | threads | measured | GIL's queue alone | with hand-offs | "
+        "off | cost per hand-off | hand-offs/s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    worst = 0.0
+    for row in rows:
+        cost = row["handoff"]
+        off = _off(row["speedup"], row["queue"] if row["sets_cost"] else row["predicted"])
+        if not row["sets_cost"]:
+            worst = max(worst, abs(off))
+        flag = " (flagged)" if abs(off) > TOLERANCE["io"] else ""
+        if row["sets_cost"]:
+            with_cost = "sets the cost"
+        elif cost is None:  # none read: its CPUs were all busy, so the law left them out
+            with_cost = "none read (CPUs busy)"
+        else:
+            with_cost = f"{row['predicted']:.2f}x"
+        each = "" if cost is None else f"{cost['seconds'] * 1e6:.1f} us"
+        handoffs = row["handoffs_per_s"]
+        lines.append(
+            f"| {row['name']} | {row['held']:.3f} | {row['workers']} | {row['speedup']:.2f}x | "
+            f"{row['queue']:.2f}x | {with_cost} | {off:+.0%}{flag} | {each} | "
+            f"{'' if handoffs is None else f'{handoffs:,.0f}'} |"
+        )
+    lines += [
+        "",
+        f"Largest miss with the hand-off cost in: {worst:.0%} (a point missed by more than "
+        f"{TOLERANCE['io']:.0%} is flagged).",
+    ]
+    return lines
 
 
 def main() -> None:
@@ -211,6 +325,9 @@ def main() -> None:
     parser.add_argument("--table", action="store_true", help="render the saved results")
     parser.add_argument(
         "--seconds", type=float, default=0.2, help="serial work per worker and cell"
+    )
+    parser.add_argument(
+        "--parts", default=",".join(PARTS), help="the parts to measure, comma-separated"
     )
     args = parser.parse_args()
     if args.table:

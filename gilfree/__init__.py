@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from gilfree.checker import CheckReport, check, check_call
     from gilfree.measure import Result, run, sweep
     from gilfree.plan import Plan
+    from gilfree.scaling_law import HandoffCost, scaling
 
 
 __all__ = [
@@ -44,6 +45,7 @@ __all__ = [
     "GILMeter",
     "GILReading",
     "GILSampler",
+    "HandoffCost",
     "Kernel",
     "Plan",
     "Result",
@@ -70,6 +72,7 @@ _LAZY = {
     "CheckReport": "gilfree.checker",
     "check": "gilfree.checker",
     "check_call": "gilfree.checker",
+    "HandoffCost": "gilfree.scaling_law",
     "Plan": "gilfree.plan",
     "Result": "gilfree.measure",
     "run": "gilfree.measure",

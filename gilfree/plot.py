@@ -148,7 +148,7 @@ def _draw_laws(ax: Any, cells: Sequence[Result], kernels: list[str], top: int) -
     """The scaling law of each kernel whose GIL was read (gilfree.scaling_law):
     its predicted curve, thin, and its bound 1/f where that is in view, in
     the kernel's colour."""
-    from gilfree.scaling_law import law_for, scaling
+    from gilfree.scaling_law import HandoffCost, law_for, scaling
 
     for kernel in dict.fromkeys(r.kernel for r in cells):
         law = law_for([r for r in cells if r.kernel == kernel])
@@ -157,7 +157,9 @@ def _draw_laws(ax: Any, cells: Sequence[Result], kernels: list[str], top: int) -
         colour = f"C{kernels.index(kernel) % 10}"
         xs = list(range(1, top + 1))
         cores = None if law["free"] == "wait" else cells[0].context.cpus_available
-        ys = [row.predicted for row in scaling(law["held"], xs, cores=cores)]
+        cost = None if law["handoff"] is None else HandoffCost.from_dict(law["handoff"])
+        rows = scaling(law["held"], xs, cores=cores, free=law["free"], handoffs=cost)
+        ys = [row.predicted for row in rows]
         ax.plot(
             xs,
             ys,

@@ -525,15 +525,25 @@ def law_lines(
         )
         curve = ", ".join(f"{p['predicted']:.2f}x at {p['workers']}" for p in law["prediction"])
         how = "its GIL-free part waits" if law["free"] == "wait" else f"on {law['cores']} CPUs"
+        cost = law.get("handoff")
+        if cost is None:
+            with_handoffs = "hand-offs left out"
+        else:
+            with_handoffs = (
+                f"hand-offs in: {cost['seconds'] * 1e6:.1f} us each, "
+                f"{cost['rate']:,.0f} per second of work, read from {cost['workers']} threads"
+            )
         lines.append(
             f"{name}: the GIL's law: held {law['held']:.0%} of its time, so {where}; "
-            f"predicted ({how}, hand-offs left out): {curve}"
+            f"predicted ({how}, {with_handoffs}): {curve}"
         )
         for p in law["measured"]:
             said = (
                 f"  {p['workers']} threads: measured {p['measured']:.2f}x, predicted "
                 f"{p['predicted']:.2f}x ({p['off']:+.0%})"
             )
+            if p.get("sets_cost"):
+                said += " by the GIL's queue alone (this run sets the hand-off cost)"
             if p["flag"]:
                 said += f": the law does not hold here; {p['flag']}"
             lines.append(said)

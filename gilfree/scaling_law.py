@@ -25,11 +25,15 @@ the curve a closed queueing model predicts:
   them: with nothing to upset them, threads fall into step and never queue,
   so the curve is the bound itself, ``min(N, 1/f)`` (and ``cores``), which
   is exact for such a deterministic cycle. Real code lies between the two.
-- **Hand-offs are left out.** Each change of the GIL's holder costs a
-  wake-up, and where held sections are short (tens of microseconds) those
-  costs, and the convoys they start, take threads well below this curve.
-  The prediction does not model them: compare it with a measured run
-  (``gilfree sweep``) before trusting it there.
+- **Hand-offs**: each change of the GIL's holder can cost a wake-up, and
+  where held sections are short (tens of microseconds) those costs take
+  threads well below the queue's curve. ``handoffs=`` (a
+  :class:`HandoffCost`) puts them in: the GIL's demand per unit of work
+  grows from ``f`` to ``f + rate * seconds`` once there are two threads or
+  more. :func:`handoff_cost` reads that cost from a measured run of
+  threads: its hand-offs per second, its held share and its speedup (the
+  loss the GIL's queue alone leaves unexplained, shared among its
+  hand-offs). Without it, the prediction leaves hand-offs out and says so.
 """
 
 from __future__ import annotations
@@ -39,7 +43,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["DEFAULT_WORKERS", "MISS", "Row", "knee", "law_for", "scaling"]
+__all__ = [
+    "DEFAULT_WORKERS",
+    "MISS",
+    "HandoffCost",
+    "Row",
+    "handoff_cost",
+    "knee",
+    "law_for",
+    "scaling",
+]
 
 #: The worker counts :func:`scaling` predicts by default.
 DEFAULT_WORKERS = (1, 2, 4, 8, 16, 32, 64)
@@ -54,13 +67,55 @@ class Row:
     bound: float
     #: The speedup over one thread the queueing model predicts.
     predicted: float
+    #: Whether the prediction takes the GIL's hand-offs in (``handoffs=``).
+    handoffs_in: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "workers": self.workers,
             "bound": self.bound,
             "predicted": self.predicted,
+            "handoffs_in": self.handoffs_in,
         }
+
+
+@dataclass(frozen=True)
+class HandoffCost:
+    """What the GIL's hand-offs take from threads: ``rate`` hand-offs per
+    second of one thread's work, each costing the GIL ``seconds`` beyond the
+    held sections (the wake-up of a thread that waited for it). Read from a
+    run with :func:`handoff_cost`, or given.
+
+    >>> HandoffCost(rate=20_000, seconds=10e-6).share   # the GIL's demand grows by 0.2
+    0.2
+    """
+
+    #: Hand-offs per second of one thread's work.
+    rate: float
+    #: Seconds of the GIL's time each hand-off takes.
+    seconds: float
+    #: The thread count of the run it was read from (0: given, not read).
+    workers: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("rate", "seconds"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError(f"{name} must be a number, not {value!r}")
+            if not 0.0 <= value < math.inf:  # NaN fails too
+                raise ValueError(f"{name} must be a finite number of at least 0, got {value!r}")
+
+    @property
+    def share(self) -> float:
+        """The GIL's demand the hand-offs add per unit of work."""
+        return self.rate * self.seconds
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"rate": self.rate, "seconds": self.seconds, "workers": self.workers}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> HandoffCost:
+        return cls(float(data["rate"]), float(data["seconds"]), int(data.get("workers", 0)))
 
 
 def _share(held: Any) -> float:
@@ -93,6 +148,7 @@ def scaling(
     cores: int | None = None,
     free: str = "compute",
     sections: str = "exponential",
+    handoffs: HandoffCost | None = None,
 ) -> list[Row]:
     """The bound and the predicted speedup of threads, one :class:`Row` per
     worker count (see the module's text for the model).
@@ -115,6 +171,10 @@ def scaling(
         ``"exponential"`` (held sections of varying length) or ``"fixed"``
         (all of one length: threads fall into step, and the curve is the
         bound).
+    handoffs
+        A :class:`HandoffCost`: from two threads on, the GIL's demand per
+        unit of work is ``held + handoffs.share``. None: hand-offs are left
+        out (each row's ``handoffs_in`` says which).
     """
     f = _share(held)
     counts = [int(w) for w in workers]
@@ -126,31 +186,46 @@ def scaling(
         raise ValueError(f"cores must be a whole number of at least 1, got {cores!r}")
     if sections not in ("exponential", "fixed"):
         raise ValueError(f"sections must be 'exponential' or 'fixed', not {sections!r}")
+    if handoffs is not None and not isinstance(handoffs, HandoffCost):
+        raise TypeError(f"handoffs must be a HandoffCost or None, not {handoffs!r}")
     limit = cores if free == "compute" else None
+    # The GIL's demand per unit of work once threads hand it to each other.
+    demand = min(1.0, f + handoffs.share) if handoffs is not None else f
+    within = handoffs is not None
     if sections == "fixed":
-        most = knee(f) if limit is None else min(knee(f), limit)
+        most = knee(demand) if limit is None else min(knee(demand), limit)
         return [
-            Row(workers=n, bound=float(min(n, knee(f))), predicted=float(min(n, most)))
+            Row(
+                workers=n,
+                bound=float(min(n, knee(f))),
+                predicted=1.0 if n == 1 else float(min(n, most)),
+                handoffs_in=within,
+            )
             for n in counts
         ]
-    curve = _mva(f, max(counts), limit)
-    return [Row(workers=n, bound=float(min(n, knee(f))), predicted=curve[n - 1]) for n in counts]
+    curve = _mva(f, demand, max(counts), limit)
+    return [
+        Row(workers=n, bound=float(min(n, knee(f))), predicted=curve[n - 1], handoffs_in=within)
+        for n in counts
+    ]
 
 
-def _mva(f: float, most: int, cores: int | None) -> list[float]:
+def _mva(f: float, demand: float, most: int, cores: int | None) -> list[float]:
     """Throughput at 1..most threads (one thread alone: 1), by exact mean
     value analysis of the GIL (one server, first come first served, demand
-    ``f``) and the GIL-free part (demand ``1 - f``): a delay, or ``cores``
-    CPUs as a load-dependent station (``j`` threads on it run at
-    ``min(j, cores)`` times one's speed), whose queue-length distribution the
-    recursion carries."""
+    ``f`` for one thread, ``demand`` from two on: the hand-offs' share added)
+    and the GIL-free part (demand ``1 - f``): a delay, or ``cores`` CPUs as a
+    load-dependent station (``j`` threads on it run at ``min(j, cores)``
+    times one's speed), whose queue-length distribution the recursion
+    carries."""
     rest = 1.0 - f
     q_gil = 0.0
     # p[j]: the chance that j threads are at the CPUs (with one fewer thread).
     p = [1.0]
     out = []
     for n in range(1, most + 1):
-        r_gil = f * (1.0 + q_gil)
+        d = f if n == 1 else demand
+        r_gil = d * (1.0 + q_gil)
         if cores is None:
             r_free = rest
         else:
@@ -162,9 +237,49 @@ def _mva(f: float, most: int, cores: int | None) -> list[float]:
             grown = [0.0] + [rest / min(j, cores) * x * p[j - 1] for j in range(1, n + 1)]
             grown[0] = max(0.0, 1.0 - sum(grown[1:]))
             p = grown
-        # (rounding can carry x a hair past 1/f, which the GIL never allows)
-        out.append(min(x, float(n), knee(f), float(cores) if cores else math.inf))
+        # (rounding can carry x a hair past 1/demand, which the GIL never allows)
+        out.append(min(x, float(n), knee(d), float(cores) if cores else math.inf))
     return out
+
+
+def handoff_cost(
+    cell: Any, cores: int | None = None, free: str = "compute", sections: str = "exponential"
+) -> HandoffCost | None:
+    """The cost of a GIL hand-off, read from a measured threads run (a
+    :class:`~gilfree.results.Result` of two threads or more, with its GIL
+    read): the hand-offs per second of work are its hand-offs a second over
+    its speedup; the seconds each costs are what makes the model (with
+    ``cores``, ``free`` and ``sections`` as :func:`scaling` takes them) meet
+    the measured speedup, shared among those hand-offs. 0 where the run did
+    as well as the GIL's queue alone predicts.
+
+    None where it cannot be read: no held share or hand-off count, fewer than
+    two threads, no speedup, no hand-offs, or CPUs that were all busy (the
+    loss is then the CPUs', not the GIL's).
+    """
+    held, rate_s, speedup = cell.gil_held, cell.handoffs_per_s, cell.speedup
+    n = cell.workers
+    if held is None or rate_s is None or n < 2 or not speedup > 0 or rate_s <= 0:
+        return None
+    if cores is not None and cell.busy_cpus >= CPUS_BUSY * min(n, cores):
+        return None
+    f = float(held)
+    rate = rate_s / speedup  # hand-offs per second of one thread's work
+
+    def model(extra: float) -> float:
+        cost = HandoffCost(rate, extra / rate, n)
+        (row,) = scaling(f, [n], cores=cores, free=free, sections=sections, handoffs=cost)
+        return row.predicted
+
+    if speedup >= model(0.0):
+        return HandoffCost(rate, 0.0, n)
+    low, high = 0.0, 1.0 - f
+    if speedup <= model(high):
+        return HandoffCost(rate, high / rate, n)
+    for _ in range(60):  # the model falls as the demand grows: bisect
+        mid = (low + high) / 2
+        low, high = (mid, high) if model(mid) > speedup else (low, mid)
+    return HandoffCost(rate, (low + high) / 2 / rate, n)
 
 
 #: A prediction that misses its measurement by more than this is flagged.
@@ -174,6 +289,9 @@ MISS = 0.20
 WAITING_BELOW = 0.5
 #: GIL hand-offs a second from which they are named as the likely cost.
 MANY_HANDOFFS = 1000.0
+#: A run whose busy CPUs reached this share of what its threads could use
+#: was held back by the CPUs: no hand-off cost is read from it.
+CPUS_BUSY = 0.9
 
 
 def law_for(cells: Iterable[Any], cores: int | None = None) -> dict[str, Any] | None:
@@ -184,8 +302,13 @@ def law_for(cells: Iterable[Any], cores: int | None = None) -> dict[str, Any] | 
 
     The GIL-free part is taken to wait when the serial run kept a CPU busy
     less than :data:`WAITING_BELOW` of its time, else to compute on ``cores``
-    CPUs (default: the CPUs this run had). A point the prediction misses by
-    more than :data:`MISS` is flagged, with the reason the readings point to.
+    CPUs (default: the CPUs this run had).
+
+    The hand-off cost is read (:func:`handoff_cost`) from the cell with the
+    fewest threads, two or more. That cell is compared with the GIL's queue
+    alone, since it sets the cost; every other cell, and the prediction, take
+    the cost in. A point the prediction misses by more than :data:`MISS` is
+    flagged, with the reason the readings point to.
     """
     threads = sorted(
         (c for c in cells if c.ok and c.backend == "threads" and c.context.gil_enabled),
@@ -202,11 +325,17 @@ def law_for(cells: Iterable[Any], cores: int | None = None) -> dict[str, Any] | 
     free = "wait" if waits else "compute"
     stated = cores if cores is not None else here
     counts = [w for w in DEFAULT_WORKERS if w <= max(2, 2 * stated)]
+    usable = [c for c in threads if c.workers >= 2 and not math.isnan(c.speedup)]
+    sets = usable[0] if usable else None
+    cost = None
+    if sets is not None and sets.gil_held is not None:
+        cost = handoff_cost(_held_as(sets, held), None if waits else here, free)
     points = []
-    for c in threads:
-        if math.isnan(c.speedup) or c.workers < 2:
-            continue
-        row = scaling(held, [c.workers], cores=None if waits else here)[0]
+    for c in usable:
+        given = None if c is sets else cost
+        (row,) = scaling(
+            held, [c.workers], cores=None if waits else here, free=free, handoffs=given
+        )
         off = c.speedup / row.predicted - 1
         points.append(
             {
@@ -215,21 +344,41 @@ def law_for(cells: Iterable[Any], cores: int | None = None) -> dict[str, Any] | 
                 "predicted": row.predicted,
                 "bound": row.bound,
                 "off": off,
-                "flag": _why_missed(c, off, here) if abs(off) > MISS else None,
+                "sets_cost": c is sets and cost is not None,
+                "flag": _why_missed(c, off, here, cost if c is sets else None)
+                if abs(off) > MISS
+                else None,
             }
         )
+    rows = scaling(held, counts, cores=None if waits else stated, free=free, handoffs=cost)
     return {
         "held": held,
         "knee": knee(held),
         "free": free,
         "cores": stated,
-        "prediction": [r.to_dict() for r in scaling(held, counts, cores=None if waits else stated)],
+        "handoff": None if cost is None else cost.to_dict(),
+        "prediction": [r.to_dict() for r in rows],
         "measured": points,
     }
 
 
-def _why_missed(cell: Any, off: float, cpus: int) -> str:
-    """What the readings of a cell point to when the law misses it."""
+def _held_as(cell: Any, held: float) -> Any:
+    """``cell`` read with the law's one held share (that of the largest cell)."""
+    return _Reading(held, cell.handoffs_per_s, cell.speedup, cell.workers, cell.busy_cpus)
+
+
+@dataclass(frozen=True)
+class _Reading:
+    gil_held: float
+    handoffs_per_s: float | None
+    speedup: float
+    workers: int
+    busy_cpus: float
+
+
+def _why_missed(cell: Any, off: float, cpus: int, cost: HandoffCost | None = None) -> str:
+    """What the readings of a cell point to when the law misses it (``cost``:
+    the hand-off cost this cell's own readings give, where it sets it)."""
     if off > 0:
         return (
             "above the curve: its held sections queue less than the model's (sections "
@@ -238,12 +387,18 @@ def _why_missed(cell: Any, off: float, cpus: int) -> str:
     handoffs = cell.handoffs_per_s
     rate = "" if handoffs is None else f": {handoffs:,.0f} a second"
     if (handoffs is not None and handoffs >= MANY_HANDOFFS) or (cell.gil_held or 0) >= 0.5:
+        if cost is not None and cost.seconds > 0:
+            return (
+                f"the GIL's hand-offs between threads{rate}: read as "
+                f"{cost.seconds * 1e6:.1f} us of the GIL's time each, which the other "
+                "predictions take in"
+            )
         return (
             f"the GIL's hand-offs between threads{rate}, whose wake-ups and waits the law "
             "leaves out"
         )
     busy = cell.busy_cpus
-    if busy >= 0.9 * min(cell.workers, cpus) and cell.workers >= cpus:
+    if busy >= CPUS_BUSY * min(cell.workers, cpus) and cell.workers >= cpus:
         return f"the CPUs: {busy:.2f} of {cpus} were busy"
     return (
         f"something other than the GIL: {busy:.2f} busy CPUs for {cell.workers} threads "

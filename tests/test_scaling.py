@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 import gilfree
 from gilfree.sampler import SamplerReading
-from gilfree.scaling_law import knee, scaling
+from gilfree.scaling_law import HandoffCost, handoff_cost, knee, scaling
 
 shares = st.floats(0.0, 1.0)
 counts = st.lists(st.integers(1, 128), min_size=1, max_size=8)
@@ -74,6 +74,7 @@ def test_a_reading_or_a_result_gives_its_share() -> None:
         "workers": 4,
         "bound": 4.0,
         "predicted": scaling(0.25, [4])[0].predicted,
+        "handoffs_in": False,
     }
     no_gil = SamplerReading(
         held=None,
@@ -165,7 +166,7 @@ def test_check_states_the_knee_and_the_prediction_for_cores(
     from gilfree.cli import main
 
     path = tmp_path / "c.jsonl"
-    argv = ["check", "userfuncs:spin", "3*10**5", "-b", "threads", "--rounds", "3"]
+    argv = ["check", "userfuncs:spin", "3*10**5", "-b", "threads", "--rounds", "5"]
     main([*argv, "--precision", "off", "--cores", "16", "--json", str(path)])
     out = capsys.readouterr().out
     assert "userfuncs:spin: the GIL's law: held" in out
@@ -175,3 +176,107 @@ def test_check_states_the_knee_and_the_prediction_for_cores(
     assert law["cores"] == 16 and law["knee"] == pytest.approx(1 / law["held"])
     assert [p["workers"] for p in law["prediction"]] == [1, 2, 4, 8, 16, 32]
     assert law["measured"][0]["workers"] == 2 and "predicted" in law["measured"][0]
+
+
+# ------------------------------------------------------------- hand-off cost
+
+
+@given(shares, st.floats(0.0, 2.0), st.integers(1, 4), st.sampled_from(["exponential", "fixed"]))
+def test_hand_offs_add_to_the_gils_demand_and_never_raise_the_curve(
+    f: float, share: float, cores: int, sections: str
+) -> None:
+    cost = HandoffCost(rate=10_000, seconds=share / 10_000)
+    plain = scaling(f, range(1, 17), cores=cores, sections=sections)
+    with_cost = scaling(f, range(1, 17), cores=cores, sections=sections, handoffs=cost)
+    assert with_cost[0].predicted == 1.0  # one thread hands the GIL to no one
+    for a, b in zip(plain, with_cost):
+        assert b.handoffs_in and not a.handoffs_in and a.bound == b.bound
+        assert b.predicted <= a.predicted + 1e-9
+    demand = min(1.0, f + cost.share)
+    if sections == "fixed":  # threads in step: the bound of the grown demand
+        assert [r.predicted for r in with_cost[1:]] == pytest.approx(
+            [min(n, 1 / demand if demand else math.inf, cores) for n in range(2, 17)]
+        )
+
+
+# (shares of whole samples out of the fake reading's 10,000, so it keeps them exactly)
+@given(st.integers(500, 9000).map(lambda k: k / 10_000), st.floats(0.0, 60e-6), st.integers(2, 8))
+def test_the_cost_read_from_a_run_gives_back_the_cost_that_made_it(
+    f: float, seconds: float, workers: int
+) -> None:
+    from test_measure import fake
+
+    cost = HandoffCost(rate=15_000, seconds=seconds)
+    (row,) = scaling(f, [workers], handoffs=cost)
+    cell = fake(
+        "k",
+        "threads",
+        row.predicted,
+        workers=workers,
+        busy=float(workers),  # (no busy-CPU limit is given: cores=None)
+        held=f,
+        handoffs_per_s=cost.rate * row.predicted,
+    )
+    read = handoff_cost(cell)
+    assert read is not None and read.workers == workers
+    assert read.rate == pytest.approx(cost.rate, rel=1e-4)  # (timings are whole nanoseconds)
+    if f + cost.share < 1.0:  # past a demand of 1 the curve no longer moves
+        (again,) = scaling(f, [workers], handoffs=read)
+        assert again.predicted == pytest.approx(cell.speedup, rel=1e-6)
+        assert read.seconds == pytest.approx(seconds, rel=1e-2, abs=1e-8)
+
+
+def test_no_cost_is_read_where_the_readings_cannot_give_one() -> None:
+    from test_measure import fake
+
+    assert handoff_cost(fake("k", "threads", 1.2, held=0.5, handoffs_per_s=None)) is None
+    assert handoff_cost(fake("k", "threads", 1.2, held=0.5, handoffs_per_s=0.0)) is None
+    assert handoff_cost(fake("k", "threads", 1.2, workers=1, held=0.5, handoffs_per_s=9.0)) is None
+    busy = fake("k", "threads", 1.2, busy=1.9, held=0.5, handoffs_per_s=5000.0)
+    assert handoff_cost(busy, cores=2) is None  # the CPUs held it back, not the GIL
+    fast = fake("k", "threads", 2.0, busy=2.0, held=0.1, handoffs_per_s=5000.0)
+    cost = handoff_cost(fast)
+    assert cost is not None and cost.seconds == 0.0  # as fast as the queue alone
+
+
+def test_the_two_thread_run_sets_the_cost_and_the_others_are_held_to_it() -> None:
+    from test_measure import fake
+
+    from gilfree.report import law_lines
+    from gilfree.scaling_law import law_for
+
+    cost = HandoffCost(rate=20_000, seconds=20e-6)
+    two, four = (scaling(0.5, [w], cores=2, handoffs=cost)[0].predicted for w in (2, 4))
+    cells = [
+        fake("k", "threads", two, workers=2, busy=1.2, held=0.5, handoffs_per_s=20_000 * two),
+        fake("k", "threads", four, workers=4, busy=1.2, held=0.5, handoffs_per_s=20_000 * four),
+    ]
+    law = law_for(cells)
+    assert law is not None and law["handoff"]["workers"] == 2
+    assert law["handoff"]["seconds"] == pytest.approx(20e-6, rel=1e-3)
+    first, second = law["measured"]
+    # The two-thread run is held to the GIL's queue alone, and flagged: it misses it.
+    assert first["sets_cost"] and first["predicted"] == pytest.approx(1.6)
+    assert "read as 20.0 us of the GIL's time each" in first["flag"]
+    # The four-thread run is predicted with the cost in, and meets it.
+    assert not second["sets_cost"] and second["flag"] is None
+    assert second["predicted"] == pytest.approx(four, rel=1e-3)
+    assert all(r["handoffs_in"] for r in law["prediction"])
+    lines = law_lines(cells)
+    assert "hand-offs in: 20.0 us each, 20,000 per second of work, read from 2 threads" in lines[0]
+    assert "this run sets the hand-off cost" in lines[1]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"rate": -1.0, "seconds": 0.0}, ValueError, "rate must be a finite number"),
+        ({"rate": 1.0, "seconds": math.nan}, ValueError, "seconds must be a finite number"),
+        ({"rate": "9", "seconds": 0.0}, TypeError, "rate must be a number"),
+    ],
+)
+def test_a_bad_hand_off_cost_names_the_problem(kwargs: dict, error: type, message: str) -> None:
+    with pytest.raises(error, match=message):
+        HandoffCost(**kwargs)
+    with pytest.raises(TypeError, match="handoffs must be a HandoffCost"):
+        scaling(0.5, [2], handoffs=0.1)  # type: ignore[arg-type]
