@@ -189,7 +189,7 @@ def test_hand_offs_add_to_the_gils_demand_and_never_raise_the_curve(
     plain = scaling(f, range(1, 17), cores=cores, sections=sections)
     with_cost = scaling(f, range(1, 17), cores=cores, sections=sections, handoffs=cost)
     assert with_cost[0].predicted == 1.0  # one thread hands the GIL to no one
-    for a, b in zip(plain, with_cost):
+    for a, b in zip(plain, with_cost, strict=True):
         assert b.handoffs_in and not a.handoffs_in and a.bound == b.bound
         assert b.predicted <= a.predicted + 1e-9
     demand = min(1.0, f + cost.share)
