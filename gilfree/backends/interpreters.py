@@ -248,6 +248,13 @@ class InterpretersBackend(Backend):
         left: list[str] = []
         t0 = time.perf_counter_ns()
         try:
+            ready_by = _earliest(time.monotonic() + READY_TIMEOUT_S, deadline)
+            # One at a time: each interpreter imports gilfree's compiled modules
+            # before the next starts. Cython's table of per-interpreter module
+            # states is process-wide, and an import racing another's could
+            # find the other's module ("already been imported into this
+            # interpreter"). Only the start is serial: the timed part begins
+            # at the "go" below, for all of them at once.
             for i in range(count):
                 interps.append(api.create())
                 t = threading.Thread(
@@ -255,8 +262,6 @@ class InterpretersBackend(Backend):
                 )
                 t.start()
                 threads.append(t)
-            ready_by = _earliest(time.monotonic() + READY_TIMEOUT_S, deadline)
-            for i in range(count):
                 msg = _read_line(readers[i], ready_by, deadline)
                 if msg.strip() != b"ready":
                     _not_ready(i, msg)
