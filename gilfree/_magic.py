@@ -22,11 +22,11 @@ __all__ = ["gilcheck", "register"]
 
 
 def _parser() -> argparse.ArgumentParser:
-    from gilfree.cli import _bounded, parse_worker_count, round_options
+    from gilfree.cli import bounded, parse_worker_count, round_options
 
     p = argparse.ArgumentParser(prog="%gilcheck", add_help=False, exit_on_error=False)
     p.add_argument("-w", "--workers", type=parse_worker_count, default=2)
-    p.add_argument("--calls", type=_bounded("--calls", 1, 10**9), default=1)
+    p.add_argument("--calls", type=bounded("--calls", 1, 10**9), default=1)
     round_options(p)
     return p
 

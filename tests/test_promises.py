@@ -231,12 +231,12 @@ def test_two_streams_on_stdout_are_refused(
 def test_an_output_that_cannot_be_written_is_refused_before_any_work(
     fmt: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import gilfree.cli
+    import gilfree.cli.measuring
 
     def no_work(*args: object, **kwargs: object) -> None:
         raise AssertionError("measured before the output was tried")
 
-    monkeypatch.setattr(gilfree.cli, "sweep", no_work)
+    monkeypatch.setattr(gilfree.cli.measuring, "sweep", no_work)
     for command in (["run", "-k", "python", "-b", "threads"], ["check", "userfuncs:nap", "0.001"]):
         with pytest.raises(SystemExit) as info:
             main([*command, "--format", fmt, "-o", "/dev/full"])
@@ -262,7 +262,7 @@ def test_show_never_writes_over_the_file_it_reads(
 def test_a_write_that_fails_at_the_end_saves_the_output_elsewhere(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from gilfree.cli import _Output
+    from gilfree.cli.output import _Output
 
     out = _Output(str(tmp_path / "r.md"))
     out.path = "/dev/full"  # the disk filled during the run
