@@ -41,11 +41,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
+from gilfree.result_io import _context_from
 from gilfree.results import (
     Context,
     Result,
     ThreadCost,
-    _context_from,
     context,
     label_of,
     median_ci,

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from gilfree import run
-from gilfree.results import JsonLog, Result, _clean, read_json
+from gilfree.results import JsonLog, Result, read_json
+from gilfree.saved import _clean
 
 
 @pytest.fixture(scope="module")
