@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
 
 from rich import box
 from rich.table import Table
@@ -31,6 +30,7 @@ from gilfree.results import (
     write_json,
 )
 from gilfree.sampler import MIN_SAMPLES, SOURCE_STATE, SamplerReading
+from gilfree.scaling_law import law_lines, laws
 
 __all__ = [
     "PLOT_FORMATS",
@@ -491,63 +491,6 @@ def build_labels(results: Sequence[Result]) -> list[str]:
 
 def _on_build(results: Sequence[Result], label: str) -> list[Result]:
     return [r for r in results if build_label(r.context) == label]
-
-
-def laws(results: Sequence[Result], cores: int | None = None) -> dict[str, dict[str, Any]]:
-    """The scaling law of each kernel whose GIL was read in a threads cell
-    (:func:`gilfree.scaling_law.law_for`), by kernel name; one build only."""
-    from gilfree.scaling_law import law_for
-
-    if len(build_labels(results)) > 1:
-        return {}
-    out = {}
-    for name in dict.fromkeys(r.kernel for r in results):
-        law = law_for([r for r in results if r.kernel == name], cores)
-        if law is not None:
-            out[name] = law
-    return out
-
-
-def law_lines(
-    results: Sequence[Result], cores: int | None = None, found: dict[str, Any] | None = None
-) -> list[str]:
-    """The law in words, per kernel: the knee, the prediction on ``cores``
-    CPUs, and each measured threads point against it (flagged, with the
-    reason, where it misses by more than 20%). ``found``: :func:`laws` of
-    these results, where the caller has them already."""
-    lines = []
-    for name, law in (laws(results, cores) if found is None else found).items():
-        knee = law["knee"]
-        where = (
-            "no number of threads is held back by the GIL"
-            if math.isinf(knee)
-            else f"past about {knee:.1f} threads, more threads do not help"
-        )
-        curve = ", ".join(f"{p['predicted']:.2f}x at {p['workers']}" for p in law["prediction"])
-        how = "its GIL-free part waits" if law["free"] == "wait" else f"on {law['cores']} CPUs"
-        cost = law.get("handoff")
-        if cost is None:
-            with_handoffs = "hand-offs left out"
-        else:
-            with_handoffs = (
-                f"hand-offs in: {cost['seconds'] * 1e6:.1f} us each, "
-                f"{cost['rate']:,.0f} per second of work, read from {cost['workers']} threads"
-            )
-        lines.append(
-            f"{name}: the GIL's law: held {law['held']:.0%} of its time, so {where}; "
-            f"predicted ({how}, {with_handoffs}): {curve}"
-        )
-        for p in law["measured"]:
-            said = (
-                f"  {p['workers']} threads: measured {p['measured']:.2f}x, predicted "
-                f"{p['predicted']:.2f}x ({p['off']:+.0%})"
-            )
-            if p.get("sets_cost"):
-                said += " by the GIL's queue alone (this run sets the hand-off cost)"
-            if p["flag"]:
-                said += f": the law does not hold here; {p['flag']}"
-            lines.append(said)
-    return lines
 
 
 def verdicts(results: Sequence[Result]) -> list[str]:

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+import gilfree._engine
 import gilfree.measure
 from gilfree._worker import WorkerStamp
 from gilfree.backends import Backend, RunTimeout, RunTiming, WorkerError
@@ -86,7 +87,8 @@ def scripted(
     the clock and a maker of scripted backends on that clock."""
     clock = FakeClock()
     monkeypatch.setattr(gilfree.measure, "time", clock)
-    monkeypatch.setattr(gilfree.measure, "_SERIAL", Scripted("serial", clock, serial))
+    monkeypatch.setattr(gilfree._engine, "time", clock)
+    monkeypatch.setattr(gilfree._engine, "_SERIAL", Scripted("serial", clock, serial))
 
     def backend(name: str, script: dict[str, Iterable[Step]]) -> Scripted:
         return Scripted(name, clock, script)

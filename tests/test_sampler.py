@@ -323,7 +323,7 @@ def test_the_sampler_reads_one_untimed_serial_run_and_no_timed_one(
     # Its thread takes CPU time: it must never run inside a timed round, and
     # one reading is enough (with warm-ups it reads the first of them; with
     # none, one run more).
-    import gilfree.measure
+    import gilfree._engine
     from gilfree import run
 
     started: list[GILSampler] = []
@@ -333,10 +333,10 @@ def test_the_sampler_reads_one_untimed_serial_run_and_no_timed_one(
             started.append(self)
             return super().start()
 
-    monkeypatch.setattr(gilfree.measure, "GILSampler", Counting)
+    monkeypatch.setattr(gilfree._engine, "GILSampler", Counting)
     # Enough samples from any one run: a short run sampled again (under a
     # CPU hog a 20 ms run can give fewer than it takes) is the next test's.
-    monkeypatch.setattr(gilfree.measure, "MIN_SAMPLES", 1)
+    monkeypatch.setattr(gilfree._engine, "MIN_SAMPLES", 1)
     n = _n(0.02)
     r = run("cython-gil", "threads", workers=2, n=n, repeats=3, warmups=warmups, precision=None)
     assert len(started) == 1
