@@ -41,6 +41,39 @@ def _load(kernel: str | None, pickle_path: str | None) -> Any:
     return pickle.loads(pathlib.Path(pickle_path).read_bytes())
 
 
+def _stoppable(timed: Any, ref: Any, n: int, since: int, stop: int) -> tuple[Any, Any]:
+    """Run an interpreted loop that an exception stops when the main
+    interpreter says so (a byte on ``stop``); returns the thread that waits
+    for that word (it ends with the run: join it) and the worker's stamps,
+    or the exception it raised. The loop
+    runs in a thread of this interpreter's own: on CPython 3.12 the thread
+    that entered the interpreter cannot be targeted."""
+    import threading
+
+    from gilfree._watch import Running
+
+    running = Running()
+    results: list[Any] = []
+
+    def work() -> None:
+        try:
+            with running.kernel():
+                results.append(timed(ref, n, since))
+        except BaseException as exc:
+            results.append(exc)
+
+    def wait_for_stop() -> None:
+        if os.read(stop, 1) == b"s":
+            running.stop()
+
+    stopper = threading.Thread(target=wait_for_stop)
+    stopper.start()
+    worker = threading.Thread(target=work)
+    worker.start()
+    worker.join()
+    return stopper, results[0]
+
+
 def main(
     *,
     kernel: str | None,
@@ -73,35 +106,10 @@ def main(
 
                     gil_meter = GILMeter().start()
                 if stoppable:
-                    # An interpreted loop, stopped by an exception when told. It
-                    # runs in a thread of this interpreter's own: on CPython 3.12
-                    # the thread that entered the interpreter cannot be targeted.
-                    import threading
-
-                    from gilfree._watch import Running
-
-                    running = Running()
-                    results: list[Any] = []
-
-                    def work() -> None:
-                        try:
-                            with running.kernel():
-                                results.append(timed(ref, n, since))
-                        except BaseException as exc:
-                            results.append(exc)
-
-                    def wait_for_stop() -> None:
-                        if os.read(stop, 1) == b"s":
-                            running.stop()
-
-                    stopper = threading.Thread(target=wait_for_stop)
-                    stopper.start()
-                    worker = threading.Thread(target=work)
-                    worker.start()
-                    worker.join()
-                    if isinstance(results[0], BaseException):
-                        raise results[0]
-                    msg = {"ok": list(results[0])}
+                    stopper, counted = _stoppable(timed, ref, n, since, stop)
+                    if isinstance(counted, BaseException):
+                        raise counted
+                    msg = {"ok": list(counted)}
                 else:
                     msg = {"ok": list(timed(ref, n, since))}
             else:

@@ -224,25 +224,10 @@ class InterpretersBackend(Backend):
         def drive(i: int, interp: Any) -> None:
             args = {
                 **which,
-                "n": chunks[i],
-                "since": since,
-                "out": outs[i][1],
-                "go": go_r,
-                "stop": stop_r,
-                "stoppable": stoppable,
-                "meter": meter,
+                **{"n": chunks[i], "since": since, "out": outs[i][1], "go": go_r},
+                **{"stop": stop_r, "stoppable": stoppable, "meter": meter},
             }
-            code = f"{start}main(**{args!r})\n"
-            try:
-                error = api.run(interp, code)
-                if error:
-                    os.write(outs[i][1], (json.dumps({"error": error}) + "\n").encode())
-            finally:
-                # Destroy from the thread that ran it: on CPython 3.12,
-                # destroying from another thread an interpreter that imported
-                # threading hangs.
-                with contextlib.suppress(Exception):
-                    api.destroy(interp)
+            _drive(api, interp, f"{start}main(**{args!r})\n", outs[i][1])
 
         released = False
         left: list[str] = []
@@ -294,20 +279,7 @@ class InterpretersBackend(Backend):
                     f.close()
                 for fd in (go_r, go_w, stop_r, stop_w, *(w for _, w in outs)):
                     os.close(fd)
-        unsupported = [r["unsupported"] for r in replies if "unsupported" in r]
-        if unsupported:
-            raise UnsupportedError(
-                f"it cannot run in a subinterpreter: {_headline(unsupported[0])}"
-            )
-        failed = [(i, str(r.get("error", r))) for i, r in enumerate(replies) if "ok" not in r]
-        if failed:
-            i, error = _cause(failed, lambda text: text.startswith("Cancelled"))
-            raise WorkerError(f"interpreter {i} raised {error}", i)
-        timing = _timing(t0, t_ready, t_done, [WorkerStamp(*r["ok"]) for r in replies])
-        if meter:
-            gil = GILReading.pooled(GILReading(**r["gil"]) for r in replies)
-            timing = replace(timing, gil=gil)
-        return timing
+        return _decoded(replies, (t0, t_ready, t_done), meter)
 
 
 def _read_line(reader: Any, until: float | None, deadline: float | None) -> bytes:
@@ -323,6 +295,38 @@ def _headline(error: str) -> str:
     """``Type: message`` of an error text that may go on with a traceback:
     one line, for a table's note on an unsupported cell."""
     return error.split("\n", 1)[0]
+
+
+def _drive(api: Any, interp: Any, code: str, out: int) -> None:
+    """Run ``code`` in ``interp`` (a worker's thread); an error it could not
+    report itself goes to its pipe ``out``. The interpreter is destroyed from
+    this thread: on CPython 3.12, destroying from another thread an
+    interpreter that imported threading hangs."""
+    try:
+        error = api.run(interp, code)
+        if error:
+            os.write(out, (json.dumps({"error": error}) + "\n").encode())
+    finally:
+        with contextlib.suppress(Exception):
+            api.destroy(interp)
+
+
+def _decoded(replies: list[dict[str, Any]], times: tuple[int, int, int], meter: bool) -> RunTiming:
+    """The run's timing from the interpreters' replies (``times``: its start,
+    its start line and its end, in ns); raises for one that could not run
+    the kernel (UnsupportedError) or failed (WorkerError, the first cause)."""
+    unsupported = [r["unsupported"] for r in replies if "unsupported" in r]
+    if unsupported:
+        raise UnsupportedError(f"it cannot run in a subinterpreter: {_headline(unsupported[0])}")
+    failed = [(i, str(r.get("error", r))) for i, r in enumerate(replies) if "ok" not in r]
+    if failed:
+        i, error = _cause(failed, lambda text: text.startswith("Cancelled"))
+        raise WorkerError(f"interpreter {i} raised {error}", i)
+    timing = _timing(*times, [WorkerStamp(*r["ok"]) for r in replies])
+    if meter:
+        gil = GILReading.pooled(GILReading(**r["gil"]) for r in replies)
+        timing = replace(timing, gil=gil)
+    return timing
 
 
 def _not_ready(i: int, msg: bytes) -> None:
