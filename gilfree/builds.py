@@ -408,6 +408,74 @@ class _Timer:
         return answer
 
 
+_ASKING = (OSError, ValueError, RuntimeError, EOFError)
+
+
+def _start_timers(
+    stack: contextlib.ExitStack,
+    builds: Sequence[Build],
+    setup: dict[str, Any],
+    timeout: float | None,
+    notes: list[str],
+) -> tuple[dict[int, _Timer], list[str]]:
+    """A timer child on each build (by index) that could start, and the
+    kernels they will time; a note for each build that could not."""
+    timers: dict[int, _Timer] = {}
+    names: list[str] = []
+    for i, build in enumerate(builds):
+        proc = stack.enter_context(
+            _child(
+                build,
+                ["-m", "gilfree._timer"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+            )
+        )
+        timer = _Timer(proc, timeout)
+        try:
+            names = timer.ask(setup)["ready"]
+            timers[i] = timer
+        except _ASKING as exc:
+            notes.append(f"one thread's cost on {build.label} is unknown: {exc}")
+    return timers, names
+
+
+def _sizes(
+    first: _Timer, names: list[str], n: int | None, seconds: float, label: str, notes: list[str]
+) -> dict[int, int]:
+    """Each kernel's n (by index): ``n``, or what takes ``seconds`` on the
+    first build; a note for each that could not be sized."""
+    sizes: dict[int, int] = {}
+    for k, name in enumerate(names):
+        try:
+            sizes[k] = (
+                n if n is not None else int(first.ask({"calibrate": k, "seconds": seconds})["n"])
+            )
+        except _ASKING as exc:
+            notes.append(f"one thread of {name} could not be timed on {label}: {exc}")
+    return sizes
+
+
+def _costs(
+    ratios: dict[tuple[int, int], list[float]], names: list[str], builds: Sequence[Build]
+) -> dict[tuple[str, str], ThreadCost]:
+    """Each (kernel, build) ratio's median and interval, against the first build."""
+    costs: dict[tuple[str, str], ThreadCost] = {}
+    for (k, i), values in ratios.items():
+        if not values:
+            continue
+        low, high = median_ci(values)
+        costs[(names[k], builds[i].label)] = ThreadCost(
+            against=builds[0].label,
+            ratio=statistics.median(values),
+            low=low,
+            high=high,
+            rounds=len(values),
+        )
+    return costs
+
+
 def thread_costs(
     builds: Sequence[Build],
     setup: dict[str, Any],
@@ -437,35 +505,10 @@ def thread_costs(
         return {}, notes
     started = time.monotonic()
     with contextlib.ExitStack() as stack:
-        timers: dict[int, _Timer] = {}
-        names: list[str] = []
-        for i, build in enumerate(builds):
-            proc = stack.enter_context(
-                _child(
-                    build,
-                    ["-m", "gilfree._timer"],
-                    stdin=subprocess.PIPE,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.DEVNULL,
-                )
-            )
-            timer = _Timer(proc, timeout)
-            try:
-                names = timer.ask(setup)["ready"]
-                timers[i] = timer
-            except (OSError, ValueError, RuntimeError, EOFError) as exc:
-                notes.append(f"one thread's cost on {build.label} is unknown: {exc}")
+        timers, names = _start_timers(stack, builds, setup, timeout, notes)
         if 0 not in timers:
             return {}, notes
-        sizes: dict[int, int] = {}
-        for k, name in enumerate(names):
-            try:
-                if n is not None:
-                    sizes[k] = n
-                else:
-                    sizes[k] = int(timers[0].ask({"calibrate": k, "seconds": seconds})["n"])
-            except (OSError, ValueError, RuntimeError, EOFError) as exc:
-                notes.append(f"one thread of {name} could not be timed on {builds[0].label}: {exc}")
+        sizes = _sizes(timers[0], names, n, seconds, builds[0].label, notes)
         ratios: dict[tuple[int, int], list[float]] = {
             (k, i): [] for k in sizes for i in timers if i != 0
         }
@@ -481,7 +524,7 @@ def thread_costs(
                         continue
                     try:
                         times[i] = timers[i].ask({"time": k, "n": sizes[k]})["seconds"]
-                    except (OSError, ValueError, RuntimeError, EOFError) as exc:
+                    except _ASKING as exc:
                         notes.append(f"one thread's cost on {builds[i].label} is unknown: {exc}")
                         del timers[i]
                         ratios = {key: v for key, v in ratios.items() if key[1] != i}
@@ -497,19 +540,7 @@ def thread_costs(
                 time.monotonic() - started >= max_time or _settled(ratios, precision)
             ):
                 break
-    costs: dict[tuple[str, str], ThreadCost] = {}
-    for (k, i), values in ratios.items():
-        if not values:
-            continue
-        low, high = median_ci(values)
-        costs[(names[k], builds[i].label)] = ThreadCost(
-            against=builds[0].label,
-            ratio=statistics.median(values),
-            low=low,
-            high=high,
-            rounds=len(values),
-        )
-    return costs, notes
+    return _costs(ratios, names, builds), notes
 
 
 def _settled(ratios: dict[Any, list[float]], precision: float | None) -> bool:
