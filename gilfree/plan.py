@@ -150,28 +150,12 @@ class Plan:
         # The same name twice would be measured twice and reported as two cells.
         kernel_list = list({k.name: k for k in kernel_list}.values())
         backend_list = list({b.name: b for b in backend_list}.values())
-        single = isinstance(workers, (str, bytes)) or not isinstance(workers, Iterable)
-        counts_in = [workers] if single else list(workers)  # type: ignore[arg-type]
-        counts = list(
-            dict.fromkeys(
-                check_count(w, "workers", minimum=1, maximum=MAX_WORKERS) for w in counts_in
-            )
-        )
-        if not counts:
-            raise ValueError("workers is empty; give at least one worker count, e.g. 2")
+        counts = _worker_counts(workers)
         size = None if n is None else check_count(n, "n")
         if scaling not in ("strong", "weak"):
             raise ValueError(f"unknown scaling {scaling!r}; valid: strong, weak")
         secs = check_seconds(seconds, "seconds", most=3600)
-        least = check_count(rounds, "repeats", minimum=1, maximum=1000)
-        if max_rounds is None:  # the default, or the minimum asked for if that is more
-            max_rounds = max(DEFAULT_MAX_ROUNDS, least)
-        most = check_count(max_rounds, "max_rounds", minimum=1, maximum=10_000)
-        if most < least:
-            raise ValueError(
-                f"max_rounds ({most}) is below the minimum number of rounds ({least}); "
-                "raise max_rounds or lower repeats"
-            )
+        least, most = _round_limits(rounds, max_rounds)
         warm = check_count(warmups, "warmups", minimum=0, maximum=1000)
         prec = check_fraction(precision, "precision", allow_none=True)
         budget = check_seconds(max_time, "max_time")
@@ -218,3 +202,29 @@ class Plan:
     def options_for(self, backend: Backend) -> dict[str, Any]:
         """The options ``backend`` runs with in this plan (its own)."""
         return dict(backend.defaults)
+
+
+def _worker_counts(workers: Iterable[int] | int) -> list[int]:
+    """The worker counts asked for, each checked, in order, once each."""
+    single = isinstance(workers, (str, bytes)) or not isinstance(workers, Iterable)
+    counts_in = [workers] if single else list(workers)  # type: ignore[arg-type]
+    counts = list(
+        dict.fromkeys(check_count(w, "workers", minimum=1, maximum=MAX_WORKERS) for w in counts_in)
+    )
+    if not counts:
+        raise ValueError("workers is empty; give at least one worker count, e.g. 2")
+    return counts
+
+
+def _round_limits(rounds: int, max_rounds: int | None) -> tuple[int, int]:
+    """The fewest and the most rounds, checked against each other."""
+    least = check_count(rounds, "repeats", minimum=1, maximum=1000)
+    if max_rounds is None:  # the default, or the minimum asked for if that is more
+        max_rounds = max(DEFAULT_MAX_ROUNDS, least)
+    most = check_count(max_rounds, "max_rounds", minimum=1, maximum=10_000)
+    if most < least:
+        raise ValueError(
+            f"max_rounds ({most}) is below the minimum number of rounds ({least}); "
+            "raise max_rounds or lower repeats"
+        )
+    return least, most

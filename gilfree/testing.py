@@ -39,7 +39,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 from gilfree._countdown import cancel_running
 from gilfree._watch import STOP_GRACE_S, Running
@@ -152,6 +152,37 @@ class GILEvidence:
         )
 
 
+def _check_arguments(fn: Callable[..., Any], min_seconds: float, timeout: float) -> None:
+    """Refuse, before any work, what :func:`check_gil` cannot run or judge."""
+    if not callable(fn):
+        raise TypeError(f"fn must be callable, not {type(fn).__name__}")
+    if not min_seconds > 0:
+        raise ValueError(f"min_seconds must be > 0, got {min_seconds!r}")
+    if not 0 < timeout <= 86400:  # NaN fails this too
+        raise ValueError(f"timeout must be seconds between 0 and 86400, got {timeout!r}")
+    if not gil_enabled():  # refused at once: there is nothing to measure
+        raise RuntimeError(_NO_GIL)
+
+
+def _timed_out(
+    worker: threading.Thread, running: Running, late: str, durations: list[float]
+) -> NoReturn:
+    """Stop a check's worker that overran its time, and raise GILCheckTimeout
+    saying whether it stopped."""
+    cancel_running()  # compiled countdowns
+    running.stop()  # interpreted loops
+    worker.join(STOP_GRACE_S)
+    fate = (
+        f"it is blocked (a lock, or C code) and is left running in thread {worker.name}"
+        if worker.is_alive()
+        else "it was stopped"
+    )
+    raise GILCheckTimeout(
+        f"{late} ({len(durations)} call(s) done): {fate}. A deadlock, or a call far longer "
+        "than the check needs; pass a smaller input, or a larger timeout= to check_gil"
+    )
+
+
 def check_gil(
     fn: Callable[..., Any],
     args: Sequence[Any] = (),
@@ -179,14 +210,7 @@ def check_gil(
     BaseException
         Whatever ``fn`` raises, re-raised here with its traceback.
     """
-    if not callable(fn):
-        raise TypeError(f"fn must be callable, not {type(fn).__name__}")
-    if not min_seconds > 0:
-        raise ValueError(f"min_seconds must be > 0, got {min_seconds!r}")
-    if not 0 < timeout <= 86400:  # NaN fails this too
-        raise ValueError(f"timeout must be seconds between 0 and 86400, got {timeout!r}")
-    if not gil_enabled():  # refused at once: there is nothing to measure
-        raise RuntimeError(_NO_GIL)
+    _check_arguments(fn, min_seconds, timeout)
     kw = dict(kwargs or {})
     name = callable_name(fn)
     durations: list[float] = []
@@ -213,19 +237,7 @@ def check_gil(
         worker.start()
         worker.join(timeout)
         if worker.is_alive():
-            cancel_running()  # compiled countdowns
-            running.stop()  # interpreted loops
-            worker.join(STOP_GRACE_S)
-            fate = (
-                f"it is blocked (a lock, or C code) and is left running in thread {worker.name}"
-                if worker.is_alive()
-                else "it was stopped"
-            )
-            raise GILCheckTimeout(
-                f"{name} did not return within {timeout:g} s ({len(durations)} call(s) "
-                f"done): {fate}. A deadlock, or a call far longer than the check needs; "
-                "pass a smaller input, or a larger timeout= to check_gil"
-            )
+            _timed_out(worker, running, f"{name} did not return within {timeout:g} s", durations)
     if failure:
         raise failure[0]
     reading = meter.reading()

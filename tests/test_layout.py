@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
 import pytest
@@ -110,3 +111,44 @@ def test_every_backend_lives_in_its_own_module() -> None:
         module = type(backend).__module__
         assert module.startswith("gilfree.backends."), module
         assert isinstance(backend, Backend)
+
+
+# ------------------------------------------------------------------- sizes
+
+#: No module of the package is longer than this many lines.
+MOST_MODULE_LINES = 600
+#: No function or method is longer than this many lines...
+MOST_FUNCTION_LINES = 80
+#: ...but the argparse tree, which reads as a table of options.
+LONG_BY_DESIGN = {("gilfree/cli/parser.py", "build_parser")}
+
+
+def _sizes() -> tuple[list[str], list[str]]:
+    root = PACKAGE.parent
+    modules, functions = [], []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        name = path.relative_to(root).as_posix()
+        if len(text.splitlines()) > MOST_MODULE_LINES:
+            modules.append(f"{name}: {len(text.splitlines())} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                length = (node.end_lineno or node.lineno) - node.lineno + 1
+                if length > MOST_FUNCTION_LINES and (name, node.name) not in LONG_BY_DESIGN:
+                    functions.append(f"{name}: {node.name}, {length} lines")
+    return modules, functions
+
+
+def test_no_module_or_function_is_too_long_to_see_across() -> None:
+    modules, functions = _sizes()
+    assert modules == [], f"modules over {MOST_MODULE_LINES} lines: split them"
+    assert functions == [], f"functions over {MOST_FUNCTION_LINES} lines: split them"
+
+
+def test_the_size_check_sees_the_long_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    # With lower limits, the package's own longest module and functions are listed.
+    monkeypatch.setattr(sys.modules[__name__], "MOST_MODULE_LINES", 500)
+    monkeypatch.setattr(sys.modules[__name__], "MOST_FUNCTION_LINES", 60)
+    modules, functions = _sizes()
+    assert any(m.startswith("gilfree/report.py") for m in modules)
+    assert any("thread_costs" in f for f in functions)
