@@ -41,7 +41,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
-from gilfree.result_io import _context_from
 from gilfree.results import (
     Context,
     Result,
@@ -50,6 +49,7 @@ from gilfree.results import (
     label_of,
     median_ci,
 )
+from gilfree.results.serialise import _context_from
 
 __all__ = [
     "MIN_PYTHON",

@@ -23,7 +23,7 @@ from typing import Any
 from gilfree._text import csv_cell, shown
 from gilfree._text import markdown as md
 from gilfree.results import FORMAT, FORMAT_VERSION, Result, build_label, to_json
-from gilfree.saved import _clean
+from gilfree.results.files import _clean
 
 __all__ = ["CSV_COLUMNS", "FORMATS", "render"]
 

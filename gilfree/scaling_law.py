@@ -43,7 +43,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from gilfree.context import build_label
+from gilfree.results.context import build_label
 
 __all__ = [
     "DEFAULT_WORKERS",

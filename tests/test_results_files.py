@@ -10,7 +10,7 @@ import pytest
 
 from gilfree import run
 from gilfree.results import JsonLog, Result, read_json
-from gilfree.saved import _clean
+from gilfree.results.files import _clean
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from gilfree.backends import RunTiming
-from gilfree.context import CapacityRound, Context, HostLoad, ThreadCost, consistent
 from gilfree.meter import GILReading
+from gilfree.results.context import CapacityRound, Context, HostLoad, ThreadCost, consistent
 from gilfree.sampler import Handoffs, SamplerReading
 
 SPREAD_WARNING = 0.10  # pyperf's rule: warn when stdev exceeds 10% of the mean

@@ -4,7 +4,7 @@ shape of a saved cell.
 Every version gilfree has written is still read: version 1 (gilfree 0.1,
 worker stamps as arrays, the context in every cell) and version 2 (named
 fields, the context once per document). :class:`ResultIO` is mixed into
-``Result``; the files around the cells are :mod:`gilfree.saved`'s.
+``Result``; the files around the cells are :mod:`gilfree.results.files`'s.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from dataclasses import asdict
 from typing import Any, TypeVar, cast
 
 from gilfree.backends import RunTiming
-from gilfree.context import CapacityRound, Context, HostLoad, ThreadCost
 from gilfree.meter import GILReading
+from gilfree.results.context import CapacityRound, Context, HostLoad, ThreadCost
+from gilfree.results.stats import ResultStats
 from gilfree.sampler import Handoffs, SamplerReading
-from gilfree.stats import ResultStats
 
 # ------------------------------------------------------------------------- JSON
 

@@ -2,8 +2,8 @@
 
 It holds its rounds (the serial run, the parallel run and the host's
 capacity pair, back to back), its context and its status, and nothing else.
-What is derived from the rounds is :mod:`gilfree.stats`'s; its saved shape
-is :mod:`gilfree.result_io`'s.
+What is derived from the rounds is :mod:`gilfree.results.stats`'s; its saved shape
+is :mod:`gilfree.results.serialise`'s.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from gilfree.backends import RunTiming
-from gilfree.context import CapacityRound, Context, HostLoad, ThreadCost
 from gilfree.meter import GILReading
 from gilfree.plan import Scaling
-from gilfree.result_io import ResultIO
+from gilfree.results.context import CapacityRound, Context, HostLoad, ThreadCost
+from gilfree.results.serialise import ResultIO
 from gilfree.sampler import Handoffs, SamplerReading
 
 Status = Literal["ok", "unsupported", "failed", "timeout"]

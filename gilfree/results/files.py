@@ -12,9 +12,9 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, TextIO
 
-from gilfree.context import context
-from gilfree.result import Result
-from gilfree.result_io import FORMAT, FORMAT_VERSION
+from gilfree.results.context import context
+from gilfree.results.result import Result
+from gilfree.results.serialise import FORMAT, FORMAT_VERSION
 
 
 def to_json(results: Sequence[Result], status: str = "complete", **meta: Any) -> dict[str, Any]:
