@@ -17,6 +17,7 @@ MODULES = [
     "gilfree.meter",
     "gilfree.sampler",
     "gilfree.checker",
+    "gilfree.scaling_law",
 ]
 DOCS = sorted((ROOT / "docs").glob("*.md"))
 #: Examples that show what the GIL does: on a free-threaded build they run
