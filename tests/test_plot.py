@@ -104,3 +104,19 @@ def test_cli_sweep_writes_the_plot(tmp_path: Path, capsys: pytest.CaptureFixture
     assert code == 0
     assert b"<svg" in path.read_bytes()[:2000]
     assert "plot written to" in capsys.readouterr().err
+
+
+def test_a_dollar_in_a_name_is_drawn_as_typed(results: list[Any], tmp_path: Path) -> None:
+    # Two $ would start matplotlib's mathematics: the name is drawn as typed.
+    from dataclasses import replace
+
+    from matplotlib.cbook import is_math_text
+
+    typed = "cost: $5 to $8"  # two: unescaped, the text between them would be maths
+    renamed = [replace(r, kernel=typed) if r.kernel == "python" else r for r in results]
+    fig = report.plot(renamed, str(tmp_path / "dollars.svg"))  # drawn: no mathtext error
+    (ax,) = fig.axes
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    mine = [label for label in labels if "cost:" in label]
+    assert mine and all(not is_math_text(label) for label in mine)
+    assert f"{typed} on threads" in [label.replace("\\$", "$") for label in mine]
