@@ -258,8 +258,10 @@ def handoff_cost(
     as well as the GIL's queue alone predicts.
 
     None where it cannot be read: no held share or hand-off count, fewer than
-    two threads, no speedup, no hand-offs, or CPUs that were all busy (the
-    loss is then the CPUs', not the GIL's).
+    two threads, no speedup, no hand-offs, a GIL held nearly all the time
+    (free less than :data:`FREE_TO_READ`: one thread at a time whatever the
+    cost), or CPUs that were all busy (the loss is then the CPUs', not the
+    GIL's).
     """
     held, rate_s, speedup = cell.gil_held, cell.handoffs_per_s, cell.speedup
     n = cell.workers
@@ -275,9 +277,11 @@ def handoff_cost(
         (row,) = scaling(f, [n], cores=cores, free=free, sections=sections, handoffs=cost)
         return row.predicted
 
+    low, high = 0.0, 1.0 - f
+    if high < FREE_TO_READ:  # the GIL alone allows about one thread: no cost shows
+        return None
     if speedup >= model(0.0):
         return HandoffCost(rate, 0.0, n)
-    low, high = 0.0, 1.0 - f
     if speedup <= model(high):
         return HandoffCost(rate, high / rate, n)
     for _ in range(60):  # the model falls as the demand grows: bisect
@@ -293,6 +297,9 @@ MISS = 0.20
 WAITING_BELOW = 0.5
 #: GIL hand-offs a second from which they are named as the likely cost.
 MANY_HANDOFFS = 1000.0
+#: The least GIL-free share a run needs for a hand-off cost to be read from
+#: it: held more of the time, the GIL's queue alone allows one thread.
+FREE_TO_READ = 0.02
 #: A run whose busy CPUs reached this share of what its threads could use
 #: was held back by the CPUs: no hand-off cost is read from it.
 CPUS_BUSY = 0.9

@@ -232,6 +232,9 @@ def test_no_cost_is_read_where_the_readings_cannot_give_one() -> None:
     assert handoff_cost(fake("k", "threads", 1.2, held=0.5, handoffs_per_s=None)) is None
     assert handoff_cost(fake("k", "threads", 1.2, held=0.5, handoffs_per_s=0.0)) is None
     assert handoff_cost(fake("k", "threads", 1.2, workers=1, held=0.5, handoffs_per_s=9.0)) is None
+    for share in (1.0, 0.99):  # held (nearly) throughout: one thread at a time, whatever it costs
+        held = fake("k", "threads", 0.95, busy=1.0, held=share, handoffs_per_s=400.0)
+        assert handoff_cost(held) is None
     busy = fake("k", "threads", 1.2, busy=1.9, held=0.5, handoffs_per_s=5000.0)
     assert handoff_cost(busy, cores=2) is None  # the CPUs held it back, not the GIL
     fast = fake("k", "threads", 2.0, busy=2.0, held=0.1, handoffs_per_s=5000.0)
