@@ -247,7 +247,11 @@ def _mva(f: float, demand: float, most: int, cores: int | None) -> list[float]:
 
 
 def handoff_cost(
-    cell: Any, cores: int | None = None, free: str = "compute", sections: str = "exponential"
+    cell: Any,
+    cores: int | None = None,
+    free: str = "compute",
+    sections: str = "exponential",
+    held: float | None = None,
 ) -> HandoffCost | None:
     """The cost of a GIL hand-off, read from a measured threads run (a
     :class:`~gilfree.results.Result` of two threads or more, with its GIL
@@ -255,7 +259,8 @@ def handoff_cost(
     its speedup; the seconds each costs are what makes the model (with
     ``cores``, ``free`` and ``sections`` as :func:`scaling` takes them) meet
     the measured speedup, shared among those hand-offs. 0 where the run did
-    as well as the GIL's queue alone predicts.
+    as well as the GIL's queue alone predicts. ``held``: the held share to
+    read it with (default: the run's own).
 
     None where it cannot be read: no held share or hand-off count, fewer than
     two threads, no speedup, no hand-offs, a GIL held nearly all the time
@@ -263,8 +268,8 @@ def handoff_cost(
     cost), or CPUs that were all busy (the loss is then the CPUs', not the
     GIL's).
     """
-    held, rate_s, speedup = cell.gil_held, cell.handoffs_per_s, cell.speedup
-    n = cell.workers
+    held = cell.gil_held if held is None else held
+    rate_s, speedup, n = cell.handoffs_per_s, cell.speedup, cell.workers
     if held is None or rate_s is None or n < 2 or not speedup > 0 or rate_s <= 0:
         return None
     if cores is not None and cell.busy_cpus >= CPUS_BUSY * min(n, cores):
@@ -339,8 +344,8 @@ def law_for(cells: Iterable[Any], cores: int | None = None) -> dict[str, Any] | 
     usable = [c for c in threads if c.workers >= 2 and not math.isnan(c.speedup)]
     sets = usable[0] if usable else None
     cost = None
-    if sets is not None and sets.gil_held is not None:
-        cost = handoff_cost(_held_as(sets, held), None if waits else here, free)
+    if sets is not None:
+        cost = handoff_cost(sets, None if waits else here, free, held=held)
     points = []
     for c in usable:
         given = None if c is sets else cost
@@ -371,20 +376,6 @@ def law_for(cells: Iterable[Any], cores: int | None = None) -> dict[str, Any] | 
         "prediction": [r.to_dict() for r in rows],
         "measured": points,
     }
-
-
-def _held_as(cell: Any, held: float) -> Any:
-    """``cell`` read with the law's one held share (that of the largest cell)."""
-    return _Reading(held, cell.handoffs_per_s, cell.speedup, cell.workers, cell.busy_cpus)
-
-
-@dataclass(frozen=True)
-class _Reading:
-    gil_held: float
-    handoffs_per_s: float | None
-    speedup: float
-    workers: int
-    busy_cpus: float
 
 
 def _why_missed(cell: Any, off: float, cpus: int, cost: HandoffCost | None = None) -> str:
