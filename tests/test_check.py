@@ -58,7 +58,10 @@ def test_a_function_that_releases_the_gil_gets_threads_help() -> None:
     assert threads.ok and threads.speedup > 1.6
     assert threads.contention is not None and threads.contention < 0.3
     assert report.verdict.startswith("threads help: ")
-    assert "it holds the GIL 0%" in report.verdict  # read from the GIL state
+    # Read from the GIL state: a sleep holds it only to enter and leave the
+    # call, which a busy CI host can stretch to 1% or 2%, never near half.
+    assert threads.gil_held is not None and threads.gil_held < 0.05
+    assert f"it holds the GIL {threads.gil_held:.0%}" in report.verdict
     assert 0.035 < report.serial_call_s < 0.1
 
 
