@@ -159,6 +159,34 @@ def test_no_law_without_a_reading_of_the_gil() -> None:
     assert law_lines([fake("k", "processes", 1.9, busy=1.9)]) == []
 
 
+def test_no_law_from_a_run_too_short_to_read_the_function() -> None:
+    # Under a millisecond of serial run, the speedup measures starting the
+    # workers and the harness around each run weighs in the held share (a
+    # GIL-free kernel read 22% held in 42 us runs): the law rests only on runs
+    # long enough to measure, and says why it is not stated.
+    from dataclasses import replace
+
+    from test_measure import fake
+
+    from gilfree.report import law_lines
+    from gilfree.scaling_law import law_for
+
+    short = replace(fake("k", "threads", 0.5, busy=1.0, held=0.96), baseline_s=(1.3e-4,) * 3)
+    assert short.too_short
+    assert law_for([short]) is None
+    (line,) = law_lines([short])
+    said = "k: the GIL's law is not stated: its serial run takes 130.0 us, too short to measure"
+    assert line.startswith(said)
+    assert "pass a larger input or more calls (--calls N)" not in line  # a kernel: -n
+    assert line.endswith("raise -n or --seconds")
+    # Beside a run long enough, the short one is neither the law's share nor a point.
+    long = fake("k", "threads", 1.8, workers=4, busy=1.9, held=0.3)
+    law = law_for([short, long])
+    assert law is not None and law["held"] == 0.3
+    assert [p["workers"] for p in law["measured"]] == [4]
+    assert not any("not stated" in x for x in law_lines([short, long]))
+
+
 @pytest.mark.needs_gil
 def test_check_states_the_knee_and_the_prediction_for_cores(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
