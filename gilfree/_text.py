@@ -82,3 +82,8 @@ def csv_cell(text: str) -> str:
     if text[:1] in ("=", "+", "-", "@", "\t", "\r"):
         text = "'" + text
     return shown(text)
+
+
+def workers(count: int) -> str:
+    """``"1 worker"``, ``"2 workers"``: a worker count in words."""
+    return f"{count} worker" if count == 1 else f"{count} workers"

@@ -14,7 +14,7 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
-from gilfree._text import plain
+from gilfree._text import plain, workers
 from gilfree.plot import PLOT_FORMATS, PlotUnavailableError, plot, plot_format, require_matplotlib
 from gilfree.results import (
     MIN_ROUNDS_FOR_CI,
@@ -328,10 +328,10 @@ def verdict(results: Sequence[Result], kernel: str) -> str:
     if threads is None:
         return "; ".join(others) if others else "no parallel cell ran (see the notes above)"
     s, w = threads.speedup, threads.workers
-    speed = f"{speedup_text(threads)} at {w} workers"
+    speed = f"{speedup_text(threads)} at {workers(w)}"
     cap = threads.capacity_speedup
     if math.isnan(s):
-        speed = f"kept no round at {w} workers (each was faster than its busy CPUs allow)"
+        speed = f"kept no round at {workers(w)} (each was faster than its busy CPUs allow)"
     elif not math.isnan(cap):
         speed += f" = {threads.share:.0%} of what {w} processes got here ({cap:.2f}x)"
     if threads.too_short:

@@ -342,6 +342,13 @@ def test_the_held_share_decides_the_word_whatever_the_speedup() -> None:
     assert verdict_word([half], "realwork:chunked") == "holds the GIL"
 
 
+def test_one_worker_is_named_in_the_singular() -> None:
+    alone = fake("k", "threads", 1.0, workers=1, busy=1.0, held=0.5)
+    line = verdict([alone], "k")
+    assert "at 1 worker;" in line and "1 workers" not in line
+    assert "at 2 workers" in verdict([fake("k", "threads", 1.5, busy=1.5, held=0.5)], "k")
+
+
 def test_a_free_gil_helps_or_names_what_else_limits_the_threads() -> None:
     helps = fake("cython-nogil", "threads", 1.9, busy=1.9, held=0.0, capacity=1.95)
     assert verdict([helps], "cython-nogil").startswith("threads help: it holds the GIL 0% [")

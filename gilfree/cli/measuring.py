@@ -239,7 +239,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         _report(
             args,
             results,
-            f"check: {name} on {args.workers} workers, {args.calls} call(s) each per round",
+            f"check: {name} on {_text.workers(args.workers)}, {args.calls} call(s) each per round",
             check={"function": name, "calls": args.calls, "verdicts": args.build_verdicts},
         )
         return _failed(results)
@@ -267,7 +267,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     _report(
         args,
         result.results,
-        f"check: {name} on {args.workers} workers, {args.calls} call(s) each per round",
+        f"check: {name} on {_text.workers(args.workers)}, {args.calls} call(s) each per round",
         warnings=own,
         check={"function": name, "calls": result.calls, "verdict": result.verdict},
     )
