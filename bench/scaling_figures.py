@@ -25,7 +25,9 @@ Measuring writes ``bench/results/scaling-<python>-<cpus>cpu.json``:
   loop between ``hashlib`` updates). The law as ``gilfree sweep`` states it
   (:func:`gilfree.scaling_law.law_for`): the 2-thread run sets the hand-off
   cost (and is held to the GIL's queue alone), and the prediction for more
-  threads takes that cost in.
+  threads takes that cost in. The host's capacity is measured in the same
+  rounds, as ``check`` and ``sweep`` measure it, so that a shortfall the
+  processes share is not read as the GIL's.
 
 ``--table`` renders ``bench/results/scaling.md`` from every saved JSON: the
 table docs/scaling.md includes and the README quotes.
@@ -146,7 +148,7 @@ def _short_kernels() -> list[tuple[str, Any, list[int]]]:
 def short_rows(seconds: float) -> list[dict[str, Any]]:
     rows = []
     for name, kernel, workers in _short_kernels():
-        cells = _cells(kernel, workers, seconds, capacity=False)
+        cells = _cells(kernel, workers, seconds, capacity=True)  # as check and sweep do
         law = law_for(cells)
         if law is None:
             print(f"{name}: the GIL was not read", file=sys.stderr)
@@ -284,7 +286,9 @@ def _short_table(rows: list[dict[str, Any]]) -> list[str]:
         "",
         "Short held sections, where hand-offs cost as much as the sections: the law as "
         "`gilfree sweep` states it. The 2-thread run is held to the GIL's queue alone, and "
-        "sets the hand-off cost (the loss the queue leaves unexplained, over its hand-offs); "
+        "sets the hand-off cost (the loss the queue leaves unexplained, over its hand-offs, "
+        "read against what as many processes got in the same rounds where both parts "
+        "compute); "
         "the runs with more threads are held to the law with that cost in. No cost is read "
         "from a run whose CPUs were all busy (the CPUs held it back, not the GIL)",
         "",

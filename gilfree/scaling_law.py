@@ -262,6 +262,13 @@ def handoff_cost(
     as well as the GIL's queue alone predicts. ``held``: the held share to
     read it with (default: the run's own).
 
+    Where the GIL-free part computes and the host's capacity was measured in
+    the same rounds, the loss is read against that capacity: the speedup the
+    model must meet is the run's share of what as many processes got here,
+    times the ideal ``min(workers, cores)``. A shortfall the processes shared
+    is the host's (its CPUs were taken, or slower for a while), not the
+    GIL's, and costs the GIL nothing.
+
     None where it cannot be read: no held share or hand-off count, fewer than
     two threads, no speedup, no hand-offs, a GIL held nearly all the time
     (free less than :data:`FREE_TO_READ`: one thread at a time whatever the
@@ -276,6 +283,8 @@ def handoff_cost(
         return None
     f = float(held)
     rate = rate_s / speedup  # hand-offs per second of one thread's work
+    if free == "compute" and math.isfinite(share := cell.share) and share > 0:
+        speedup = share * min(n, cores if cores is not None else n)
 
     def model(extra: float) -> float:
         cost = HandoffCost(rate, extra / rate, n)

@@ -270,6 +270,34 @@ def test_no_cost_is_read_where_the_readings_cannot_give_one() -> None:
     assert cost is not None and cost.seconds == 0.0  # as fast as the queue alone
 
 
+def test_a_shortfall_the_processes_shared_costs_the_gil_nothing() -> None:
+    # sha256 of 16 MB on 4 threads and 2 CPUs ran 1.75x, and 4 processes got
+    # 1.67x in the same rounds: the host fell short, not the GIL. Read
+    # against the speedup alone, its 291 hand-offs a second came out at
+    # 1.3 ms each, which predicted 1.45x on 2 threads.
+    from test_measure import fake
+
+    cell = fake("k", "threads", 1.75, workers=4, busy=1.75, held=0.004,
+                handoffs_per_s=510.0, capacity=1.67)  # fmt: skip
+    cost = handoff_cost(cell, cores=2)
+    assert cost is not None and cost.seconds == 0.0
+    (two,) = scaling(0.004, [2], cores=2, handoffs=cost)
+    assert two.predicted == pytest.approx(2.0, abs=0.01)
+    # Without the host's capacity the loss has nothing to be read against.
+    alone = fake("k", "threads", 1.75, workers=4, busy=1.75, held=0.004, handoffs_per_s=510.0)
+    assert handoff_cost(alone, cores=2).seconds > 1e-3  # type: ignore[union-attr]
+    # Threads that fall short of the processes of the same rounds: the GIL's
+    # loss is read against what the processes got, times the ideal.
+    short = fake("k", "threads", 1.2, busy=1.3, held=0.5, handoffs_per_s=20_000.0, capacity=1.8)
+    read = handoff_cost(short, cores=2)
+    assert read is not None and read.seconds > 0
+    (again,) = scaling(0.5, [2], cores=2, handoffs=read)
+    assert again.predicted == pytest.approx(2 * short.share, rel=1e-6)
+    # Waiting work is not held to the processes: threads may pass them.
+    waits = handoff_cost(short, free="wait")
+    assert waits is not None and waits.seconds > read.seconds
+
+
 def test_the_two_thread_run_sets_the_cost_and_the_others_are_held_to_it() -> None:
     from test_measure import fake
 
