@@ -448,10 +448,16 @@ def _why_missed(cell: Any, off: float, cpus: int, cost: HandoffCost | None = Non
 # ------------------------------------------------------------- in words
 
 
+def _several_builds(results: Sequence[Any]) -> bool:
+    """Whether the results come from more than one build: the law is stated
+    for one build only (each has its own GIL)."""
+    return len({build_label(r.context) for r in results}) > 1
+
+
 def laws(results: Sequence[Any], cores: int | None = None) -> dict[str, dict[str, Any]]:
     """The scaling law of each kernel whose GIL was read in a threads cell
     (:func:`gilfree.scaling_law.law_for`), by kernel name; one build only."""
-    if len({build_label(r.context) for r in results}) > 1:
+    if _several_builds(results):
         return {}
     out = {}
     for name in dict.fromkeys(r.kernel for r in results):
@@ -469,7 +475,9 @@ def law_lines(
     reason, where it misses by more than 20%). ``found``: :func:`laws` of
     these results, where the caller has them already."""
     found = laws(results, cores) if found is None else found
-    lines = []
+    lines: list[str] = []
+    if _several_builds(results):
+        return lines
     for name in dict.fromkeys(r.kernel for r in results):
         if name in found:
             lines.extend(_stated(name, found[name]))
