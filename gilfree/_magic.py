@@ -8,7 +8,7 @@ printed. The code runs in the notebook's namespace, several times; a cell
 with side effects repeats them. Options before the expression (or on the
 ``%%gilcheck`` line): ``-w N`` workers (default 2), ``--calls N`` per worker
 per round, and the rounds as on the command line: ``--rounds N`` (or
-``--repeats N``), ``--precision P``, ``--max-time SECONDS``.
+``--repeats N``), ``--precision P``, ``--max-time SECONDS``, ``--max-rounds N``.
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 _OPTION = re.compile(
-    r"\s*(-w|--workers|--calls|--rounds|--repeats|--precision|--max-time)(?:\s+|=)(\S+)"
+    r"\s*(-w|--workers|--calls|--rounds|--repeats|--precision|--max-time|--max-rounds)"
+    r"(?:\s+|=)(\S+)"
 )
 
 
@@ -78,6 +79,7 @@ def gilcheck(namespace: dict[str, Any], line: str, cell: str | None = None) -> A
         repeats=opts.repeats,
         precision=opts.precision,
         max_time=opts.max_time,
+        max_rounds=opts.max_rounds,
     )
     print(report)
     return report

@@ -52,7 +52,12 @@ def test_as_kernel_names_the_function_and_refuses_non_callables() -> None:
 
 @pytest.mark.needs_gil
 def test_a_function_that_releases_the_gil_gets_threads_help() -> None:
-    report = check_call(userfuncs.nap, (0.04,), repeats=3, backends=["threads", "processes"])
+    # Rounds are added while the interval is wide (as outside the tests): a
+    # sleep keeps no CPU busy, so only the speedup shows threads helping, and
+    # over 5 rounds or fewer one round the host delayed spans the interval.
+    report = check_call(
+        userfuncs.nap, (0.04,), repeats=3, max_rounds=12, backends=["threads", "processes"]
+    )
     assert report.function == "userfuncs:nap"
     threads = next(r for r in report.results if r.backend == "threads")
     assert threads.ok and threads.speedup > 1.6
@@ -214,9 +219,8 @@ def test_cli_check_prints_a_verdict_and_json(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "check.json"
-    code = main(
-        ["check", "userfuncs:nap", "0.05", "-b", "threads", "--repeats", "2", "--json", str(out)]
-    )
+    argv = ["check", "userfuncs:nap", "0.05", "-b", "threads", "--repeats", "2"]
+    code = main([*argv, "--max-rounds", "12", "--json", str(out)])  # (see the test above)
     assert code == 0
     text = capsys.readouterr().out
     assert "userfuncs:nap: threads help:" in text

@@ -395,6 +395,31 @@ def test_benchmark_threads_records_and_compare_catches_a_lost_release(
 # ----------------------------------------------------------------- IPython magic
 
 
+def test_the_magic_takes_the_round_options_of_the_command_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import gilfree.checker
+    from gilfree._magic import gilcheck
+
+    seen: dict[str, object] = {}
+
+    def check_call(run: object, **options: object) -> str:
+        seen.update(options)
+        return "report"
+
+    monkeypatch.setattr(gilfree.checker, "check_call", check_call)
+    line = "-w 3 --rounds 4 --precision 10% --max-time 9 --max-rounds 12 len('ab')"
+    assert gilcheck({}, line) == "report"
+    assert seen == {
+        "workers": 3,
+        "calls": 1,
+        "repeats": 4,
+        "precision": 0.1,
+        "max_time": 9.0,
+        "max_rounds": 12,
+    }
+
+
 @pytest.mark.needs_gil
 def test_ipython_magic_prints_the_check_verdict(capsys: pytest.CaptureFixture[str]) -> None:
     shell_module = pytest.importorskip("IPython.core.interactiveshell")
@@ -403,7 +428,12 @@ def test_ipython_magic_prints_the_check_verdict(capsys: pytest.CaptureFixture[st
         shell.run_line_magic("load_ext", "gilfree")
         shell.user_ns["time"] = time
         shell.user_ns["python_loop"] = python_loop
-        report = shell.run_line_magic("gilcheck", "--max-time 8 --repeats 3 time.sleep(0.02)")
+        # A sleep keeps no CPU busy, so only its speedup can show threads
+        # helping, and the median's interval over 5 rounds or fewer spans them
+        # all: a round the host delayed (0.27x) would leave it undecided.
+        # Rounds are added while the interval is wide, as outside the tests.
+        line = "--max-time 8 --repeats 3 --max-rounds 12 time.sleep(0.02)"
+        report = shell.run_line_magic("gilcheck", line)
         out = capsys.readouterr().out
         assert "time.sleep(0.02): threads help:" in out
         assert report.verdict.startswith("threads help")

@@ -387,8 +387,9 @@ def _sizing(p: argparse.ArgumentParser, seconds: float = DEMO_SECONDS) -> None:
 
 
 def round_options(p: argparse.ArgumentParser, precision: float | None = DEFAULT_PRECISION) -> None:
-    """``--rounds`` (``--repeats``), ``--precision``, ``--max-time``: how long to
-    measure, for every measuring command and the ``%gilcheck`` magic."""
+    """``--rounds`` (``--repeats``), ``--precision``, ``--max-time``,
+    ``--max-rounds``: how long to measure, for every measuring command and the
+    ``%gilcheck`` magic."""
     p.add_argument(
         "--rounds",
         "--repeats",
@@ -417,10 +418,6 @@ def round_options(p: argparse.ArgumentParser, precision: float | None = DEFAULT_
         help="time budget for adding rounds, the whole command together (default "
         f"{DEFAULT_MAX_TIME:g}); past it, each cell reports the precision it reached",
     )
-
-
-def _repeats(p: argparse.ArgumentParser, precision: float | None = DEFAULT_PRECISION) -> None:
-    round_options(p, precision)
     p.add_argument(
         "--max-rounds",
         type=bounded("--max-rounds", 1, 10_000),
@@ -428,6 +425,10 @@ def _repeats(p: argparse.ArgumentParser, precision: float | None = DEFAULT_PRECI
         metavar="N",
         help=f"the most rounds per cell (default {DEFAULT_MAX_ROUNDS}, or --rounds if more)",
     )
+
+
+def _repeats(p: argparse.ArgumentParser, precision: float | None = DEFAULT_PRECISION) -> None:
+    round_options(p, precision)
     p.add_argument(
         "--warmups",
         type=bounded("--warmups", 0, 1000),
