@@ -283,8 +283,9 @@ def handoff_cost(
         return None
     f = float(held)
     rate = rate_s / speedup  # hand-offs per second of one thread's work
+    target = speedup  # what the model must meet
     if free == "compute" and math.isfinite(share := cell.share) and share > 0:
-        speedup = share * min(n, cores if cores is not None else n)
+        target = share * min(n, cores if cores is not None else n)
 
     def model(extra: float) -> float:
         cost = HandoffCost(rate, extra / rate, n)
@@ -294,13 +295,13 @@ def handoff_cost(
     low, high = 0.0, 1.0 - f
     if high < FREE_TO_READ:  # the GIL alone allows about one thread: no cost shows
         return None
-    if speedup >= model(0.0):
+    if target >= model(0.0):
         return HandoffCost(rate, 0.0, n)
-    if speedup <= model(high):
+    if target <= model(high):
         return HandoffCost(rate, high / rate, n)
     for _ in range(60):  # the model falls as the demand grows: bisect
         mid = (low + high) / 2
-        low, high = (mid, high) if model(mid) > speedup else (low, mid)
+        low, high = (mid, high) if model(mid) > target else (low, mid)
     return HandoffCost(rate, (low + high) / 2 / rate, n)
 
 
@@ -384,17 +385,17 @@ def law_for(cells: Iterable[Any], cores: int | None = None) -> dict[str, Any] | 
     }
 
 
+def _threads_with_gil(cells: Iterable[Any]) -> list[Any]:
+    """The threads cells that ran, on a build with its GIL on."""
+    return [c for c in cells if c.ok and c.backend == "threads" and c.context.gil_enabled]
+
+
 def _lawful(cells: Iterable[Any]) -> list[Any]:
     """The threads cells a law may rest on: run with the GIL, and long enough
     to measure. Under :data:`~gilfree.results.SHORT_RUN_S` of serial run, the
-    speedup measures starting the workers, and the harness around each run
-    (which holds the GIL: on a GIL-free kernel, a 42 us run read 22% held, a
-    235 us one 2%) weighs in the held share."""
-    return [
-        c
-        for c in cells
-        if c.ok and c.backend == "threads" and c.context.gil_enabled and not c.too_short
-    ]
+    speedup measures starting the workers, and the harness around each run,
+    which holds the GIL too, weighs in the held share."""
+    return [c for c in _threads_with_gil(cells) if not c.too_short]
 
 
 def _unstated(name: str, results: Sequence[Any]) -> str | None:
@@ -402,8 +403,8 @@ def _unstated(name: str, results: Sequence[Any]) -> str | None:
     runs too short to measure; None otherwise."""
     read = [
         r
-        for r in results
-        if r.kernel == name and r.ok and r.backend == "threads" and r.gil_held is not None
+        for r in _threads_with_gil(r for r in results if r.kernel == name)
+        if r.gil_held is not None
     ]
     if not read or not all(r.too_short for r in read):
         return None
@@ -474,10 +475,10 @@ def law_lines(
     CPUs, and each measured threads point against it (flagged, with the
     reason, where it misses by more than 20%). ``found``: :func:`laws` of
     these results, where the caller has them already."""
+    if _several_builds(results):
+        return []
     found = laws(results, cores) if found is None else found
     lines: list[str] = []
-    if _several_builds(results):
-        return lines
     for name in dict.fromkeys(r.kernel for r in results):
         if name in found:
             lines.extend(_stated(name, found[name]))
